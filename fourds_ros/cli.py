@@ -1,0 +1,142 @@
+"""`fourds-ros`: the project's one command-line entry point."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError)
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive integers T,H,W, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _heads(text: str) -> tuple[str, ...]:
+    from .model.config import HEAD_NAMES
+    names = tuple(h for h in text.split(",") if h)
+    unknown = [h for h in names if h not in HEAD_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown heads {unknown}; known: {','.join(HEAD_NAMES)}")
+    return names
+
+
+# Commands -----------------------------------------------------------------
+def cmd_import_official(args: argparse.Namespace) -> None:
+    from .model import ClipConfig, ReadoutConfig, import_official
+    clip = ClipConfig(*args.clip) if args.clip else None
+    readout = ReadoutConfig(num_params=args.readout_params, num_heads=args.readout_heads)
+    out = import_official(args.checkpoint, args.out, clip=clip, add_heads=args.add_heads, readout=readout,
+                          seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {out}")
+
+
+def cmd_init_model(args: argparse.Namespace) -> None:
+    from .model import ClipConfig, EncoderConfig, FourDS, ModelConfig, ReadoutConfig, save_model_dir
+    config = ModelConfig(encoder=EncoderConfig.from_size(args.size), clip=ClipConfig(*args.clip),
+                         heads={h: ReadoutConfig(num_params=args.readout_params, num_heads=args.readout_heads)
+                                for h in args.heads}, name=f"random-{args.size}")
+    model = FourDS(config)
+    model.reset_parameters(args.seed)
+    out = save_model_dir(model, args.out, {"source": "random init", "seed": args.seed}, overwrite=args.overwrite)
+    print(f"wrote {out} (random weights, seed {args.seed})")
+
+
+def load_clip(path: Path) -> np.ndarray:
+    try:
+        clip = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"clip {path} does not exist") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npy array: {exc}") from None
+    if clip.ndim != 5 or clip.shape[-1] != 3:
+        raise ValueError(f"{path}: expected a clip shaped (B, T, H, W, 3), got {clip.shape}")
+    if not np.issubdtype(clip.dtype, np.floating):
+        raise ValueError(f"{path}: expected float values in [0, 1], got dtype {clip.dtype}")
+    if not np.isfinite(clip).all() or clip.min() < 0 or clip.max() > 1:
+        raise ValueError(f"{path}: values must be finite and in [0, 1] "
+                         f"(found {np.nanmin(clip):.3g}..{np.nanmax(clip):.3g})")
+    return clip.astype(np.float32, copy=False)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from .model import load_model_dir
+    from .model.queries import centre_box_query, grid_point_queries
+    model = load_model_dir(args.model)
+    clip = load_clip(args.clip)
+    config = model.config
+    batch = clip.shape[0]
+    queries = {"point_queries": np.repeat(grid_point_queries(config, args.point_grid), batch, 0),
+               "box_queries": np.repeat(centre_box_query(config), batch, 0)}
+    inputs = {k: torch.from_numpy(v) for k, v in queries.items()}
+    with torch.inference_mode():
+        run = model.forward_with_features if args.features else model.forward
+        out = run(torch.from_numpy(clip), **inputs)
+    arrays = {k: v.numpy() for k, v in out.items()}
+    for head, key in (("points", "point_queries"), ("boxes", "box_queries")):
+        if head in config.heads:
+            arrays[key] = queries[key]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **arrays)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if not k.startswith("features_")))
+
+
+# Parser ---------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fourds-ros", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import-official", help="convert a released 4DS .npz checkpoint into a model directory")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--clip", type=_triple, help="T,H,W to resample the learned tables to (default: the checkpoint's)")
+    p.add_argument("--add-heads", type=_heads, default=(), help="fresh heads to add, e.g. pose,points,boxes")
+    p.add_argument("--readout-params", type=int, default=1024, help="width of added heads")
+    p.add_argument("--readout-heads", type=int, default=16, help="attention heads of added heads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import_official)
+
+    p = sub.add_parser("init-model", help="write a randomly initialised model directory")
+    p.add_argument("--size", default="Ti", help="ViT size: mu, Ti, S, M, B, L, H, g, G, e")
+    p.add_argument("--clip", type=_triple, default=(16, 64, 64), help="T,H,W")
+    p.add_argument("--heads", type=_heads, default=("depth", "pose", "points", "boxes"))
+    p.add_argument("--readout-params", type=int, default=64)
+    p.add_argument("--readout-heads", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_init_model)
+
+    p = sub.add_parser("predict", help="run a model on a float32 clip (1, T, H, W, 3) in [0, 1]")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--clip", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--features", action="store_true", help="also write encoder_to_readout and features_<i>")
+    p.add_argument("--point-grid", type=int, default=4, help="point queries: an NxN grid on frame 0")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"fourds-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The project's model directory: `config.json` + `model.safetensors` (+ `metadata.json`).
+
+Directories are written to a temporary sibling and renamed into place, so a
+failed or interrupted write never leaves a directory that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig
+from .fourds import FourDS
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "metadata.json"
+
+
+class ModelDirError(RuntimeError):
+    """A model directory is missing, incomplete or does not match its config."""
+
+
+@contextmanager
+def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes `out` only if the block succeeds."""
+    out = Path(out)
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise ModelDirError(f"{out} already exists and is not empty (pass overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def save_model_dir(model: FourDS, out: Path, metadata: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> Path:
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_directory(out, overwrite) as tmp:
+        model.config.save(tmp / CONFIG_FILE)
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        if metadata:
+            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return Path(out)
+
+
+def load_config(model_dir: Path) -> ModelConfig:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} does not exist")
+    try:
+        return ModelConfig.load(model_dir / CONFIG_FILE)
+    except ConfigError as exc:
+        raise ModelDirError(f"{model_dir}: {exc}") from None
+
+
+def load_model_dir(model_dir: Path, map_location: str | torch.device = "cpu") -> FourDS:
+    model_dir = Path(model_dir)
+    config = load_config(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelDirError(f"model directory {model_dir} has no {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelDirError(f"{weights} is not a readable safetensors file: {exc}") from None
+    model = FourDS(config)
+    check_state_dict(model, state, str(weights))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = describe_mismatch(expected, got)
+    if problems:
+        raise ModelDirError(f"{source} does not match its config: {problems}")
+
+
+def describe_mismatch(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]) -> str:
+    """One message listing missing, unexpected and mis-shaped keys ('' if they agree)."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    misshaped = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected}")
+    if misshaped:
+        parts.append("wrong shapes " + ", ".join(f"{k}: expected {expected[k]}, got {got[k]}" for k in misshaped))
+    return "; ".join(parts)
