@@ -68,27 +68,61 @@ def load_clip(path: Path) -> np.ndarray:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from .model.model_dir import load_config
+    from .model.queries import centre_box_query, grid_point_queries
+    from .runtime import create_backend, pad_queries
+    config = load_config(args.model)
+    clip = load_clip(args.clip)
+    if args.features:
+        arrays = _predict_with_features(args.model, clip, config, args.point_grid)
+    else:
+        options = {"threads": args.threads} if args.threads else {}
+        backend = create_backend(args.backend, args.model, float_input=True, **options)
+        points = grid_point_queries(config, args.point_grid)[0]
+        boxes = centre_box_query(config)[0]
+        queries = pad_queries(backend.spec, points, boxes)
+        results = [backend.run(clip[i:i + 1], queries) for i in range(clip.shape[0])]
+        arrays = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+        for key, n in (("points", len(points)), ("boxes", len(boxes))):
+            if key in arrays:
+                arrays[key] = arrays[key][:, :n]
+                arrays[f"{key}_visible_logit"] = arrays[f"{key}_visible_logit"][:, :n]
+        if "points" in config.heads:
+            arrays["point_queries"] = np.repeat(points[None], clip.shape[0], 0)
+        if "boxes" in config.heads:
+            arrays["box_queries"] = np.repeat(boxes[None], clip.shape[0], 0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **arrays)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if not k.startswith("features_")))
+
+
+def _predict_with_features(model_dir: Path, clip: np.ndarray, config, point_grid: int) -> dict[str, np.ndarray]:
+    """The reference path: every head plus the intermediate features, from the PyTorch model."""
     import torch
 
     from .model import load_model_dir
     from .model.queries import centre_box_query, grid_point_queries
-    model = load_model_dir(args.model)
-    clip = load_clip(args.clip)
-    config = model.config
+    model = load_model_dir(model_dir)
     batch = clip.shape[0]
-    queries = {"point_queries": np.repeat(grid_point_queries(config, args.point_grid), batch, 0),
+    queries = {"point_queries": np.repeat(grid_point_queries(config, point_grid), batch, 0),
                "box_queries": np.repeat(centre_box_query(config), batch, 0)}
-    inputs = {k: torch.from_numpy(v) for k, v in queries.items()}
     with torch.inference_mode():
-        run = model.forward_with_features if args.features else model.forward
-        out = run(torch.from_numpy(clip), **inputs)
+        out = model.forward_with_features(torch.from_numpy(clip), **{k: torch.from_numpy(v) for k, v in queries.items()})
     arrays = {k: v.numpy() for k, v in out.items()}
     for head, key in (("points", "point_queries"), ("boxes", "box_queries")):
         if head in config.heads:
             arrays[key] = queries[key]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, **arrays)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if not k.startswith("features_")))
+    return arrays
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .runtime.export import export_onnx, read_record
+    path = export_onnx(args.model, args.out, clip=args.clip, heads=args.heads, batch=args.batch, opset=args.opset,
+                       dynamo=args.dynamo, float_input=args.float_input)
+    record = read_record(path)
+    print(f"wrote {path} (opset {record['opset']}, sha256 {record['onnx_sha256'][:12]}) and {path.with_suffix('.json').name}")
+    for kind in ("inputs", "outputs"):
+        print(f"  {kind}: " + ", ".join(f"{n} {v['dtype']}{v['shape']}" for n, v in record[kind].items()))
 
 
 # Parser ---------------------------------------------------------------------
@@ -124,7 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--features", action="store_true", help="also write encoder_to_readout and features_<i>")
     p.add_argument("--point-grid", type=int, default=4, help="point queries: an NxN grid on frame 0")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
+                   help="torch is the reference; --features always uses it")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the backend's default)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a model directory to an ONNX graph (+ a JSON record)")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--clip", type=_triple, help="T,H,W (default: the model's)")
+    p.add_argument("--heads", type=_heads, help="comma-separated subset, e.g. depth,pose (default: all)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter")
+    p.add_argument("--float-input", action="store_true", help="take float32 [0, 1] clips instead of uint8 windows")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,54 @@
+"""ONNX Runtime: the embedded default on CPU; the CUDA execution provider where it is installed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .backend import Backend, BackendError, IOSpec
+from .export import ExportError, read_record
+
+
+def spec_from_record(record: dict) -> IOSpec:
+    spec, limits = record["spec"], record.get("max_queries", {})
+    return IOSpec(int(spec["batch"]), tuple(spec["clip"]), tuple(spec["heads"]), int(limits.get("points", 0)),
+                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"])
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, *, threads: int = 0, device: str = "cpu"):
+        import onnxruntime as ort
+
+        onnx_path = Path(onnx_path)
+        try:
+            record = read_record(onnx_path)
+        except ExportError as exc:
+            raise BackendError(str(exc)) from None
+        available = ort.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise BackendError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider "
+                                   f"(available: {available})")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt graphs
+            raise BackendError(f"onnxruntime cannot load {onnx_path}: {exc}") from None
+        spec = spec_from_record(record)
+        expected = {name: tuple(info["shape"]) for name, info in record["inputs"].items()}
+        actual = {i.name: tuple(i.shape) for i in self.session.get_inputs()}
+        if expected != actual:
+            raise BackendError(f"{onnx_path}: graph inputs {actual} differ from its record {expected}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        super().__init__(spec, f"onnxruntime {ort.__version__} {self.session.get_providers()[0]} "
+                               f"({threads or 'all'} threads) {onnx_path.name}")
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))

@@ -1,0 +1,174 @@
+"""Export and backends: ONNX Runtime against the torch reference, and every way a file can be wrong."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import PARITY_RTOL, cli, relative_error, tiny_config
+from fourds_ros.model import FourDS, import_official, save_model_dir
+from fourds_ros.runtime import BackendError, create_backend, pad_queries
+from fourds_ros.runtime.export import export_onnx, find_or_export, read_record, sha256_file
+from fourds_ros.runtime.graph import INVALID_LOGIT
+
+HEAD_OUTPUTS = ["depth", "pose", "points", "points_visible_logit", "boxes", "boxes_visible_logit"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    model = FourDS(tiny_config(frames=4, size=32))
+    model.reset_parameters(3)
+    # Non-zero final layers, so the tracking and pose heads produce something to compare.
+    with torch.no_grad():
+        for head in ("pose", "points", "boxes"):
+            model.heads[head].readout.out.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
+    return save_model_dir(model, tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _window_and_queries(spec, seed=0):
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, spec.video_shape, dtype=np.uint8)
+    t, h, w = spec.clip
+    points = np.stack([rng.integers(0, t, 5), rng.uniform(0, h - 1, 5), rng.uniform(0, w - 1, 5)], -1)
+    x0, y0 = rng.uniform(0, w / 2, 3), rng.uniform(0, h / 2, 3)
+    boxes = np.stack([rng.integers(0, t, 3), x0, y0, x0 + w / 3, y0 + h / 3], -1)
+    return video, pad_queries(spec, points, boxes)
+
+
+def test_onnxruntime_matches_torch_for_every_head(tiny_model_dir):
+    reference = create_backend("torch", tiny_model_dir)
+    ort_backend = create_backend("onnxruntime", tiny_model_dir, threads=1)
+    assert ort_backend.spec == reference.spec
+    video, queries = _window_and_queries(reference.spec)
+    expected, got = reference.run(video, queries), ort_backend.run(video, queries)
+    assert sorted(got) == sorted(HEAD_OUTPUTS)
+    for name in HEAD_OUTPUTS:
+        assert relative_error(got[name], expected[name]) <= 1e-4, name
+
+
+def test_invalid_query_slots_are_masked_and_do_not_leak(tiny_model_dir):
+    backend = create_backend("onnxruntime", tiny_model_dir)
+    video, queries = _window_and_queries(backend.spec)
+    out = backend.run(video, queries)
+    assert (out["points"][0, 5:] == 0).all() and (out["points_visible_logit"][0, 5:] == INVALID_LOGIT).all()
+    assert (out["boxes"][0, 3:] == 0).all() and (out["boxes_visible_logit"][0, 3:] == INVALID_LOGIT).all()
+    queries.points[0, 5:] = 17.0  # garbage in the invalid slots
+    again = backend.run(video, queries)
+    np.testing.assert_array_equal(again["points"][0, :5], out["points"][0, :5])
+
+
+def test_exported_fixture_graph_reproduces_the_reference_depth(reference, expected, tmp_path):
+    model_dir = import_official(reference / "params.npz", tmp_path / "model")
+    backend = create_backend("onnxruntime", model_dir, float_input=True)
+    depth = backend.run(np.load(reference / "input.npy"))["depth"]
+    error = relative_error(depth, expected["depth"])
+    print(f"onnxruntime depth vs JAX reference: {error:.2e} x max|ref|")
+    assert error <= PARITY_RTOL
+
+
+def test_export_cli_writes_a_checked_graph_and_record(tiny_model_dir, tmp_path):
+    result = cli("export", "--model", tiny_model_dir, "--out", tmp_path, "--heads", "depth,points")
+    path = tmp_path / "fourds-4x32x32-depth+points-b1.onnx"
+    assert str(path) in result.stdout
+    onnx.checker.check_model(str(path), full_check=True)
+    record = read_record(path)
+    assert record["opset"] >= 17
+    assert record["inputs"]["video"] == {"dtype": "uint8", "shape": [1, 4, 32, 32, 3]}
+    assert record["inputs"]["point_queries"]["shape"] == [1, 8, 3] and "box_queries" not in record["inputs"]
+    assert list(record["outputs"]) == ["depth", "points", "points_visible_logit"]
+
+
+def test_find_or_export_reuses_a_matching_graph_and_replaces_a_stale_one(tmp_path):
+    model = FourDS(tiny_config(heads=("depth",)))
+    model_dir = save_model_dir(model, tmp_path / "model")
+    first = find_or_export(model_dir)
+    stamp = first.stat().st_mtime_ns
+    assert find_or_export(model_dir) == first and first.stat().st_mtime_ns == stamp
+    old_sha = read_record(first)["source_weights_sha256"]
+    model.reset_parameters(9)
+    # New weights in place (the onnx/ folder stays): the old graph is now stale.
+    save_file(dict(model.state_dict()), str(model_dir / "model.safetensors"))
+    assert (model_dir / "onnx" / first.name).is_file()
+    fresh = read_record(find_or_export(model_dir))["source_weights_sha256"]
+    assert fresh == sha256_file(model_dir / "model.safetensors") != old_sha
+
+
+def test_bad_files_and_names_fail_clearly(tiny_model_dir, tmp_path):
+    with pytest.raises(BackendError, match="unknown backend 'tensorflow'; choose from torch, onnxruntime, tensorrt"):
+        create_backend("tensorflow", tiny_model_dir)
+    with pytest.raises(BackendError, match=r"ONNX file .*missing.onnx does not exist"):
+        create_backend("onnxruntime", onnx_path=tmp_path / "missing.onnx")
+    good = export_onnx(tiny_model_dir, tmp_path / "graphs", heads=("depth",))
+    data = bytearray(good.read_bytes())
+    corrupt = tmp_path / "graphs" / "corrupt.onnx"
+    corrupt.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(BackendError, match="has no record corrupt.json"):
+        create_backend("onnxruntime", onnx_path=corrupt)
+    record = json.loads(good.with_suffix(".json").read_text())
+    corrupt.with_suffix(".json").write_text(json.dumps(record))
+    with pytest.raises(BackendError, match="does not match its record corrupt.json"):
+        create_backend("onnxruntime", onnx_path=corrupt)
+    record["onnx_sha256"] = sha256_file(corrupt)  # a record that agrees with a truncated graph
+    corrupt.with_suffix(".json").write_text(json.dumps(record))
+    with pytest.raises(BackendError, match=r"onnxruntime cannot load .*corrupt.onnx"):
+        create_backend("onnxruntime", onnx_path=corrupt)
+    backend = create_backend("onnxruntime", onnx_path=good)
+    with pytest.raises(BackendError, match=r"expected a uint8 window shaped \(1, 4, 32, 32, 3\), got uint8 \(1, 4, 48, 32, 3\)"):
+        backend.run(np.zeros((1, 4, 48, 32, 3), np.uint8))
+    with pytest.raises(BackendError, match="got float32"):
+        backend.run(np.zeros((1, 4, 32, 32, 3), np.float32))
+    spec = create_backend("torch", tiny_model_dir).spec
+    with pytest.raises(BackendError, match="9 points queries exceed the graph's maximum of 8"):
+        pad_queries(spec, np.zeros((9, 3)))
+
+
+def test_tensorrt_backend_says_what_is_missing(tiny_model_dir):
+    try:
+        import tensorrt  # noqa: F401
+        have_trt = torch.cuda.is_available()
+    except (ImportError, OSError):
+        have_trt = False
+    if have_trt:
+        pytest.skip("TensorRT and a GPU are present; test_tensorrt_engine_cache covers this machine")
+    with pytest.raises(BackendError, match="tensorrt|CUDA"):
+        create_backend("tensorrt", tiny_model_dir)
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_cache(tiny_model_dir, tmp_path, caplog):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    reference = create_backend("torch", tiny_model_dir)
+    video, queries = _window_and_queries(reference.spec)
+    expected = reference.run(video, queries)
+    engine = create_backend("tensorrt", tiny_model_dir, precision="fp32", cache_dir=tmp_path)
+    got = engine.run(video, queries)
+    for name in HEAD_OUTPUTS:
+        assert relative_error(got[name], expected[name]) <= 1e-3, name
+    stamp = engine.engine_path.stat().st_mtime_ns
+    again = create_backend("tensorrt", tiny_model_dir, precision="fp32", cache_dir=tmp_path)
+    assert again.engine_path == engine.engine_path and engine.engine_path.stat().st_mtime_ns == stamp
+    engine.engine_path.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING, logger="fourds_ros.runtime.tensorrt"):
+        rebuilt = create_backend("tensorrt", tiny_model_dir, precision="fp32", cache_dir=tmp_path)
+    assert "stale or corrupt" in caplog.text
+    np.testing.assert_allclose(rebuilt.run(video, queries)["depth"], got["depth"], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_matches_cpu(tiny_model_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cpu = create_backend("torch", tiny_model_dir)
+    gpu = create_backend("torch", tiny_model_dir, device="cuda")
+    video, queries = _window_and_queries(cpu.spec)
+    for name, value in gpu.run(video, queries).items():
+        assert relative_error(value, cpu.run(video, queries)[name]) <= 1e-4, name
