@@ -117,12 +117,59 @@ def _predict_with_features(model_dir: Path, clip: np.ndarray, config, point_grid
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .runtime.export import export_onnx, read_record
-    path = export_onnx(args.model, args.out, clip=args.clip, heads=args.heads, batch=args.batch, opset=args.opset,
-                       dynamo=args.dynamo, float_input=args.float_input)
+    options = {"opset": args.opset} if args.opset else {}
+    path = export_onnx(args.model, args.out, clip=args.clip, heads=args.heads, batch=args.batch,
+                       dynamo=args.dynamo, float_input=args.float_input, **options)
     record = read_record(path)
     print(f"wrote {path} (opset {record['opset']}, sha256 {record['onnx_sha256'][:12]}) and {path.with_suffix('.json').name}")
     for kind in ("inputs", "outputs"):
         print(f"  {kind}: " + ", ".join(f"{n} {v['dtype']}{v['shape']}" for n, v in record[kind].items()))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Run a model end to end on a procedural clip with the embedded default backend and summarise."""
+    import time
+
+    from .model import FourDS, save_model_dir
+    from .model.presets import DEFAULT_PRESET, preset
+    from .model.queries import centre_box_query, grid_point_queries
+    from .runtime import create_backend, pad_queries
+    from .synthetic_clip import moving_pattern_clip
+    out = args.out
+    model_dir = args.model
+    if model_dir is None:
+        model_dir = out / "model"
+        if not (model_dir / "model.safetensors").is_file():
+            model = FourDS(preset(DEFAULT_PRESET))
+            model.reset_parameters(0)
+            save_model_dir(model, model_dir, {"source": "random init", "preset": DEFAULT_PRESET}, overwrite=True)
+        print(f"model: {model_dir} (preset {DEFAULT_PRESET}, untrained weights: shapes and speed are real, "
+              "outputs are not meaningful until a trained model is given with --model)")
+    started = time.perf_counter()
+    backend = create_backend(args.backend, model_dir, **({"threads": args.threads} if args.threads else {}))
+    print(f"backend: {backend.description} (ready in {time.perf_counter() - started:.1f} s)")
+    t, h, w = backend.spec.clip
+    window = moving_pattern_clip(t, h, w)[None]
+    from .model.model_dir import load_config
+    config = load_config(model_dir)
+    per_side = min(4, int(backend.spec.max_points ** 0.5))
+    queries = pad_queries(backend.spec, grid_point_queries(config, per_side)[0] if per_side else None,
+                          centre_box_query(config)[0] if backend.spec.max_boxes else None)
+    backend.run(window, queries)
+    times = []
+    for _ in range(args.windows):
+        start = time.perf_counter()
+        result = backend.run(window, queries)
+        times.append((time.perf_counter() - start) * 1e3)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "outputs.npz", window=window, **result)
+    for name, value in result.items():
+        finite = np.isfinite(value).all()
+        print(f"  {name:22s} {str(value.shape):22s} range [{value.min():.3g}, {value.max():.3g}]"
+              f"{'' if finite else '  NOT FINITE'}")
+    print(f"latency per {t}x{h}x{w} window: p50 {np.percentile(times, 50):.1f} ms, "
+          f"max {max(times):.1f} ms over {len(times)} windows")
+    print(f"outputs: {out / 'outputs.npz'}")
 
 
 # Parser ---------------------------------------------------------------------
@@ -163,13 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the backend's default)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("demo", help="run the embedded default end to end on a procedural clip")
+    p.add_argument("--model", type=Path, help="model directory (default: the embedded preset)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--windows", type=int, default=10, help="timed windows")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("export", help="export a model directory to an ONNX graph (+ a JSON record)")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--clip", type=_triple, help="T,H,W (default: the model's)")
     p.add_argument("--heads", type=_heads, help="comma-separated subset, e.g. depth,pose (default: all)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, help="ONNX opset (default: fourds_ros.runtime.export.DEFAULT_OPSET)")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter")
     p.add_argument("--float-input", action="store_true", help="take float32 [0, 1] clips instead of uint8 windows")
     p.set_defaults(func=cmd_export)

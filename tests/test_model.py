@@ -150,7 +150,7 @@ def test_cli_reports_a_clip_of_the_wrong_shape(tmp_path):
     result = cli("predict", "--model", tmp_path / "model", "--clip", tmp_path / "clip.npy", "--out", tmp_path / "o.npz",
                  check=False)
     assert result.returncode == 2
-    assert "expected a clip of shape (B, 4, 32, 32, 3), got (1, 4, 48, 32, 3)" in result.stderr
+    assert "expected a float32 window shaped (1, 4, 32, 32, 3), got float32 (1, 4, 48, 32, 3)" in result.stderr
     np.save(tmp_path / "clip.npy", np.full((1, 4, 32, 32, 3), 2.0, np.float32))
     result = cli("predict", "--model", tmp_path / "model", "--clip", tmp_path / "clip.npy", "--out", tmp_path / "o.npz",
                  check=False)

@@ -17,7 +17,8 @@ from ..model.fourds import resize_tables
 from ..model.model_dir import WEIGHTS_FILE
 from .graph import InferenceGraph
 
-DEFAULT_OPSET = 17
+# Opset 20 has a native Gelu(approximate="tanh"): ~10% faster in onnxruntime than the decomposed form.
+DEFAULT_OPSET = 20
 
 
 class ExportError(RuntimeError):
