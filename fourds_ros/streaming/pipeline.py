@@ -1,0 +1,288 @@
+"""The streaming core: camera frames in, per-frame depth, pose and tracks out. No ROS in here.
+
+Threads: `push` runs on the caller's (subscription) thread and never waits for
+inference: it decodes, resizes into the ring and, every `window_hop` accepted
+frames, copies the newest window into the single pending slot. A worker
+thread takes the pending window, runs the backend and stitches the result. If
+the model is slower than the hop, a newer window replaces the pending one
+(counted as dropped), so latency stays bounded instead of queueing.
+
+Each frame's output is emitted once, with its own stamp and frame id, by the
+first processed window that contains it after the last emitted frame; frames
+that leave the ring before any window covers them are counted as dropped.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..runtime import Backend, pad_queries
+from .frame_ring import FrameInfo, FrameRing
+from .image_decode import image_view
+from .preprocess import FramePreprocessor, PixelMap
+from .stitching import DepthAligner, Trajectory
+from .tracks import TrackFrame, TrackSet, seed_points
+
+
+@dataclass
+class StreamConfig:
+    window_len: int = 16
+    window_hop: int = 4  # new frames between inferences: smaller = lower latency, more compute
+    frame_stride: int = 1  # take every k-th camera frame
+    resize_policy: str = "resize"
+    depth_affine: bool = False  # fit a shift as well as a scale when stitching depth
+    point_tracks: int = 32  # point tracks kept alive (0: off)
+    point_seeding: str = "corners"  # or "grid"
+    max_invisible_frames: int = 8
+
+    def validate(self) -> None:
+        if self.window_len < 2:
+            raise ValueError(f"window_len must be at least 2, got {self.window_len}")
+        if not 1 <= self.window_hop <= self.window_len:
+            raise ValueError(f"window_hop must be in [1, window_len={self.window_len}], got {self.window_hop}")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be at least 1, got {self.frame_stride}")
+        if self.point_seeding not in ("corners", "grid"):
+            raise ValueError(f"point_seeding must be 'corners' or 'grid', got {self.point_seeding!r}")
+
+
+@dataclass
+class FrameOutput:
+    info: FrameInfo
+    pixel_map: PixelMap  # model pixels -> source pixels
+    source_size: tuple[int, int]  # (height, width) of the camera image
+    depth: np.ndarray | None = None  # (h, w) float32 metres at model resolution
+    world_from_camera: np.ndarray | None = None  # (4, 4)
+    points: TrackFrame | None = None
+    boxes: TrackFrame | None = None
+
+
+@dataclass
+class StreamStats:
+    frames_received: int = 0
+    frames_accepted: int = 0
+    frames_rejected: int = 0  # bad images, duplicates
+    frames_dropped: int = 0  # accepted but never covered by a processed window
+    frames_emitted: int = 0
+    windows_requested: int = 0
+    windows_processed: int = 0
+    windows_dropped: int = 0  # replaced while pending, or from before a reset
+    windows_nonfinite: int = 0
+    resets: int = 0
+    latencies_s: deque = field(default_factory=lambda: deque(maxlen=256))
+    arrivals: deque = field(default_factory=lambda: deque(maxlen=64))
+
+    def input_rate_hz(self) -> float:
+        if len(self.arrivals) < 2:
+            return 0.0
+        span = self.arrivals[-1] - self.arrivals[0]
+        return (len(self.arrivals) - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class _Job:
+    epoch: int
+    infos: list[FrameInfo]
+    pixel_map: PixelMap
+    source_size: tuple[int, int]
+    requested_at: float
+
+
+class StreamingPipeline:
+    def __init__(self, backend: Backend, config: StreamConfig, on_output: Callable[[FrameOutput], None],
+                 log: logging.Logger | None = None):
+        config.validate()
+        frames, height, width = backend.spec.clip
+        if config.window_len != frames:
+            raise ValueError(f"window_len {config.window_len} does not match the model's {frames} frames")
+        self.backend, self.config, self.on_output = backend, config, on_output
+        self.log = log or logging.getLogger("fourds_ros.streaming")
+        self.preprocess = FramePreprocessor(height, width, config.resize_policy)
+        self.ring = FrameRing(config.window_len, height, width)
+        self.stats = StreamStats()
+        # Two window buffers: the pending one (written under the lock) and the one being inferred.
+        self._pending_buf = np.zeros((1, frames, height, width, 3), np.uint8)
+        self._active_buf = np.zeros_like(self._pending_buf)
+        self._pending: _Job | None = None
+        self._lock = threading.Condition()
+        self._epoch = 0
+        self._source: tuple[int, int, str] | None = None
+        self._last_stamp: int | None = None
+        self._received_since_reset = 0
+        self._stop = False
+        # Worker-owned state.
+        self._worker_epoch = -1
+        self._last_emitted = -1
+        self.depth = DepthAligner(config.depth_affine)
+        self.trajectory = Trajectory(memory=4 * frames)
+        heads = backend.spec.heads
+        self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
+                               config.max_invisible_frames) if "points" in heads and config.point_tracks else None
+        self.boxes = TrackSet("boxes", backend.spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
+        self._box_seed_inbox: deque = deque(maxlen=256)
+        self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
+        self._worker.start()
+
+    # Subscription side ------------------------------------------------------
+    def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
+        """Accept one camera frame. Raises `ImageError` (the frame is rejected, nothing else changes)."""
+        self.stats.frames_received += 1
+        try:
+            view = image_view(encoding, height, width, step, data)
+        except ValueError:
+            self.stats.frames_rejected += 1
+            raise
+        with self._lock:
+            self.stats.arrivals.append(time.monotonic())
+            source = (height, width, encoding)
+            if self._source is not None and source[:2] != self._source[:2]:
+                self._reset(f"image size changed from {self._source[1]}x{self._source[0]} to {width}x{height}")
+            if self._last_stamp is not None and stamp_ns < self._last_stamp:
+                self._reset(f"stamps went backwards ({self._last_stamp} -> {stamp_ns} ns; bag loop?)")
+            elif self._last_stamp is not None and stamp_ns == self._last_stamp:
+                self.stats.frames_rejected += 1
+                self.log.warning(f"dropping a frame with a repeated stamp {stamp_ns} ns")
+                return
+            self._source, self._last_stamp = source, stamp_ns
+            self._received_since_reset += 1
+            if (self._received_since_reset - 1) % self.config.frame_stride:
+                return
+            self.preprocess(view, encoding, self.ring.next_slot())
+            self.ring.commit(stamp_ns, frame_id)
+            self.stats.frames_accepted += 1
+            count, length = self.ring.count, self.config.window_len
+            if count >= length and (count - length) % self.config.window_hop == 0:
+                self._request_window(height, width)
+
+    def add_box_seed(self, stamp_ns: int, box: np.ndarray) -> None:
+        """A box `(x_min, y_min, x_max, y_max)` in source pixels on the frame stamped `stamp_ns`."""
+        self._box_seed_inbox.append((stamp_ns, np.asarray(box, np.float64)))
+
+    def _request_window(self, height: int, width: int) -> None:
+        if self._pending is not None:
+            self.stats.windows_dropped += 1
+        infos = self.ring.copy_window(self.config.window_len, self._pending_buf[0])
+        self._pending = _Job(self._epoch, infos, self.preprocess.pixel_map(height, width), (height, width),
+                             time.monotonic())
+        self.stats.windows_requested += 1
+        self._lock.notify()
+
+    def _reset(self, reason: str) -> None:
+        self.log.warning(f"restarting the stream: {reason}")
+        self.ring.reset()
+        self._epoch += 1
+        self._received_since_reset = 0
+        if self._pending is not None:
+            self.stats.windows_dropped += 1
+            self._pending = None
+        self.stats.resets += 1
+
+    # Worker side --------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                job = self._pending
+                self._pending = None
+                self._pending_buf, self._active_buf = self._active_buf, self._pending_buf
+            try:
+                self._process(job, self._active_buf)
+            except Exception:  # a failing window must not kill the stream
+                self.log.exception("window processing failed; continuing with the next window")
+
+    def _process(self, job: _Job, window: np.ndarray) -> None:
+        if job.epoch != self._epoch:
+            self.stats.windows_dropped += 1
+            return
+        if job.epoch != self._worker_epoch:
+            self._worker_epoch, self._last_emitted = job.epoch, -1
+            self.depth.reset()
+            self.trajectory.reset()
+            for tracks in (self.points, self.boxes):
+                if tracks is not None:
+                    tracks.reset()
+        seqs = [info.seq for info in job.infos]
+        publish_from = next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
+        point_q, box_q = self._track_queries(job, window[0], seqs, publish_from)
+        started = time.monotonic()
+        out = self.backend.run(window, pad_queries(self.backend.spec, point_q.array(3) if point_q else None,
+                                                   box_q.array(5) if box_q else None))
+        bad = [name for name, value in out.items() if not np.isfinite(value).all()]
+        if bad:
+            self.stats.windows_nonfinite += 1
+            self.log.warning(f"dropping a window: non-finite values in {', '.join(bad)}")
+            return
+        self.stats.latencies_s.append(time.monotonic() - started)
+        self.stats.windows_processed += 1
+        missed = seqs[publish_from] - self._last_emitted - 1 if publish_from < len(seqs) and self._last_emitted >= 0 else 0
+        self.stats.frames_dropped += max(missed, 0)
+        outputs = [FrameOutput(job.infos[i], job.pixel_map, job.source_size) for i in range(publish_from, len(seqs))]
+        scale = None
+        if "depth" in out:
+            depth = out["depth"][0, ..., 0]
+            scale, _ = self.depth.align(seqs, depth)
+            for o, i in zip(outputs, range(publish_from, len(seqs))):
+                o.depth = depth[i]
+        if "pose" in out:
+            poses = self.trajectory.add_window(seqs, out["pose"][0], scale)
+            for o in outputs:
+                o.world_from_camera = poses[o.info.seq]
+        for tracks, queries, key, attr in ((self.points, point_q, "points", "points"),
+                                           (self.boxes, box_q, "boxes", "boxes")):
+            if tracks is None or queries is None or key not in out:
+                continue
+            n = len(queries.ids)
+            frames = tracks.update(seqs, publish_from, queries.ids, out[key][0, :n], out[f"{key}_visible_logit"][0, :n])
+            for o, frame in zip(outputs, frames):
+                setattr(o, attr, frame)
+        for o in outputs:
+            self.on_output(o)
+        self.stats.frames_emitted += len(outputs)
+        if outputs:
+            self._last_emitted = outputs[-1].info.seq
+
+    def _track_queries(self, job: _Job, window: np.ndarray, seqs: list[int], publish_from: int):
+        # Seeds go on the newest frame already emitted (tracked forward into the new frames), or frame 0.
+        seed_index = max(publish_from - 1, 0)
+        point_q = box_q = None
+        if self.points is not None:
+            existing = np.array([t.value for t in self.points.tracks.values() if t.seq in seqs]).reshape(-1, 2)
+            need = self.points.max_tracks - len(existing)
+            for xy in seed_points(window[seed_index], need, existing, self.config.point_seeding):
+                self.points.add_seed(seqs[seed_index], xy)
+            point_q = self.points.queries(seqs)
+        if self.boxes is not None:
+            stamps = np.array([info.stamp_ns for info in job.infos])
+            half_period = max(float(np.median(np.diff(stamps))), 1.0) / 2
+            later = []
+            while self._box_seed_inbox:
+                stamp, box = self._box_seed_inbox.popleft()
+                if stamp > stamps[-1] + half_period:
+                    later.append((stamp, box))  # a frame still to come
+                    continue
+                i = int(np.argmin(np.abs(stamps - stamp)))
+                if abs(stamps[i] - stamp) > half_period:
+                    self.log.warning(f"box seed stamped {stamp} ns matches no frame of the current window; ignored")
+                    continue
+                x0, y0 = job.pixel_map.to_model(box[0], box[1])
+                x1, y1 = job.pixel_map.to_model(box[2], box[3])
+                self.boxes.add_seed(seqs[i], np.array([x0, y0, x1, y1]))
+            self._box_seed_inbox.extend(later)
+            box_q = self.boxes.queries(seqs)
+        return point_q, box_q
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        self._worker.join(timeout=10)
+        self.backend.close()

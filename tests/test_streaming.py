@@ -1,0 +1,235 @@
+"""The ROS-free streaming core: decoding, windows, stitching, tracks and the threaded pipeline."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from fourds_ros.model import FourDS, save_model_dir
+from fourds_ros.runtime import create_backend
+from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
+from fourds_ros.streaming.image_decode import image_view, to_rgb
+from fourds_ros.streaming.preprocess import FramePreprocessor
+from fourds_ros.streaming.stitching import DepthAligner, Trajectory
+from fourds_ros.streaming.tracks import TrackSet
+from fourds_ros.synthetic_clip import moving_pattern_clip
+
+
+# Decoding --------------------------------------------------------------------
+def test_every_encoding_decodes_to_the_same_rgb():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    variants = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full((5, 7), 9, np.uint8)]),
+                "bgra8": np.dstack([rgb[..., ::-1], np.zeros((5, 7), np.uint8)])}
+    for encoding, pixels in variants.items():
+        padded = np.zeros((5, pixels.shape[1] * pixels.shape[2] + 3), np.uint8)  # step with row padding
+        padded[:, : pixels.shape[1] * pixels.shape[2]] = pixels.reshape(5, -1)
+        view = image_view(encoding, 5, 7, padded.shape[1], padded.tobytes())
+        np.testing.assert_array_equal(to_rgb(view, encoding), rgb, err_msg=encoding)
+    grey = rgb[..., 0].copy()
+    np.testing.assert_array_equal(to_rgb(image_view("mono8", 5, 7, 7, grey.tobytes()), "mono8"),
+                                  np.repeat(grey[..., None], 3, 2))
+
+
+@pytest.mark.parametrize("args, message", [
+    (("yuv422", 4, 4, 8, bytes(32)), "unsupported encoding 'yuv422'"),
+    (("rgb8", 4, 4, 12, bytes(40)), "truncated image data: 40 bytes for 4x4 rgb8 with step 12 (need 48)"),
+    (("rgb8", 0, 0, 0, b""), "empty image (0x0)"),
+    (("rgb8", 4, 4, 8, bytes(48)), "step 8 is smaller than width * channels = 12"),
+])
+def test_bad_images_are_named(args, message):
+    with pytest.raises(ImageError, match=re.escape(message)):
+        image_view(*args)
+
+
+def test_preprocess_maps_pixels_and_intrinsics_consistently():
+    pre = FramePreprocessor(32, 32, "center_crop")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[20:28, 30:38] = 255  # a bright square centred at (33.5, 23.5) in the source
+    out = np.zeros((32, 32, 3), np.uint8)
+    pre(frame, "rgb8", out)
+    pixel_map = pre.pixel_map(48, 64)
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    sx, sy = pixel_map.to_source(xs.mean(), ys.mean())
+    assert abs(sx - 33.5) < 1.0 and abs(sy - 23.5) < 1.0
+    k = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    k_model = pixel_map.intrinsics_to_model(k)
+    # The principal point of the source lands where the map sends it.
+    np.testing.assert_allclose(pixel_map.to_source(k_model[0, 2], k_model[1, 2]), (31.5, 23.5), atol=1e-9)
+    assert k_model[0, 0] == pytest.approx(50.0 * 32 / 48)
+
+
+# Stitching -------------------------------------------------------------------
+def test_depth_alignment_removes_a_scale_jump_between_windows():
+    aligner = DepthAligner()
+    truth = np.random.default_rng(1).uniform(1, 5, (24, 8, 8)).astype(np.float32)
+    first = truth[:16].copy()
+    aligner.align(list(range(16)), first)
+    second = truth[8:24] * 2.5  # the model's scale jumped by 2.5x
+    scale, _ = aligner.align(list(range(8, 24)), second)
+    assert scale == pytest.approx(0.4, rel=1e-4)
+    np.testing.assert_allclose(second, truth[8:24], rtol=1e-4)
+
+
+def _pose(yaw: float, t: tuple[float, float, float]) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    pose = np.eye(4)
+    pose[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    pose[:3, 3] = t
+    return pose
+
+
+def test_trajectory_composes_windows_and_fixes_their_scale():
+    truth = [_pose(0.02 * i, (0.1 * i, 0.0, 0.05 * i)) for i in range(24)]
+    traj = Trajectory()
+
+    def window(start: int, scale: float) -> np.ndarray:
+        first_inv = np.linalg.inv(truth[start])
+        rel = np.array([first_inv @ truth[i] for i in range(start, start + 16)])
+        rel[:, :3, 3] *= scale
+        return rel
+
+    traj.add_window(list(range(16)), window(0, 1.0))
+    out = traj.add_window(list(range(8, 24)), window(8, 3.0))  # scale unknown: fitted on the overlap
+    for i in range(8, 24):
+        np.testing.assert_allclose(out[i], truth[i], atol=1e-6)
+
+
+def test_track_ids_carry_across_windows_and_invisible_tracks_are_dropped():
+    tracks = TrackSet("points", max_tracks=3, max_invisible=2)
+    for x in (1.0, 2.0, 3.0):
+        tracks.add_seed(0, np.array([x, 5.0]))
+    q = tracks.queries(list(range(16)))
+    assert q.ids == [0, 1, 2] and q.array(3)[:, 0].tolist() == [0, 0, 0]
+    values = np.tile(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]])[:, None], (1, 16, 1))
+    logits = np.full((3, 16), 5.0)
+    logits[2, -3:] = -5.0  # track 2 invisible for its last 3 frames
+    frames = tracks.update(list(range(16)), 0, q.ids, values, logits)
+    assert len(frames) == 16 and frames[-1].visible.tolist() == [1, 1, 0]
+    assert sorted(tracks.tracks) == [0, 1]
+    q2 = tracks.queries(list(range(4, 20)))
+    assert q2.ids == [0, 1] and q2.array(3)[:, 0].tolist() == [11, 11]  # queried at frame 15 = index 11
+
+
+# The threaded pipeline ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def stream_model(tmp_path_factory):
+    model = FourDS(tiny_config(frames=16, size=32))
+    model.reset_parameters(0)
+    with torch.no_grad():  # untrained heads say "visible" (logit +3), so tracks live on
+        model.heads["points"].readout.out.bias[2::3] = 3.0
+        model.heads["boxes"].readout.out.bias[4::5] = 3.0
+    return save_model_dir(model, tmp_path_factory.mktemp("stream") / "model")
+
+
+class Collector:
+    def __init__(self):
+        self.outputs, self.event = [], threading.Event()
+
+    def __call__(self, output):
+        self.outputs.append(output)
+        self.event.set()
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.outputs) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.outputs) >= count, f"got {len(self.outputs)} outputs, expected {count}"
+
+
+def _push_clip(pipeline, clip, start_ns=0, period_ns=33_000_000, pace_s=0.0):
+    for i, frame in enumerate(clip):
+        pipeline.push("rgb8", frame.shape[0], frame.shape[1], frame.shape[1] * 3, frame.tobytes(),
+                      start_ns + i * period_ns, "camera_optical")
+        if pace_s:
+            time.sleep(pace_s)
+
+
+def test_every_accepted_frame_is_emitted_once_in_order(stream_model):
+    collector = Collector()
+    pipeline = StreamingPipeline(create_backend("onnxruntime", stream_model), StreamConfig(window_hop=4, point_tracks=4),
+                                 collector)
+    clip = moving_pattern_clip(40, 48, 64)
+    _push_clip(pipeline, clip, pace_s=0.02)
+    collector.wait_for(40)
+    pipeline.close()
+    stamps = [o.info.stamp_ns for o in collector.outputs]
+    assert stamps == [i * 33_000_000 for i in range(40)]
+    first = collector.outputs[0]
+    assert first.depth.shape == (32, 32) and first.depth.dtype == np.float32
+    np.testing.assert_allclose(first.world_from_camera, np.eye(4), atol=1e-5)
+    ids = [set(o.points.ids.tolist()) for o in collector.outputs]
+    assert ids[15] & ids[16], "point track ids continue across the window boundary"
+    assert pipeline.stats.frames_dropped == 0 and pipeline.stats.windows_dropped == 0
+
+
+def test_bad_frames_and_discontinuities_keep_the_stream_going(stream_model, caplog):
+    collector = Collector()
+    pipeline = StreamingPipeline(create_backend("onnxruntime", stream_model), StreamConfig(window_hop=16, point_tracks=0),
+                                 collector)
+    clip = moving_pattern_clip(16, 32, 32)
+    _push_clip(pipeline, clip[:8])
+    with pytest.raises(ImageError, match="truncated"):
+        pipeline.push("rgb8", 32, 32, 96, clip[8].tobytes()[:100], 8 * 33_000_000, "cam")
+    _push_clip(pipeline, clip[8:], start_ns=8 * 33_000_000)
+    collector.wait_for(16)
+    # Stamps go backwards (a bag loop): the stream restarts and keeps emitting.
+    _push_clip(pipeline, clip)
+    collector.wait_for(32)
+    # A size change: the stream restarts at the new size.
+    _push_clip(pipeline, moving_pattern_clip(16, 40, 40), start_ns=10**9)
+    collector.wait_for(48)
+    pipeline.close()
+    assert pipeline.stats.resets == 2 and pipeline.stats.frames_rejected == 1
+    assert collector.outputs[-1].source_size == (40, 40)
+    assert "stamps went backwards" in caplog.text and "image size changed from 32x32 to 40x40" in caplog.text
+
+
+def test_non_finite_outputs_drop_the_window(tmp_path):
+    model = FourDS(tiny_config(frames=16, size=32, heads=("depth",)))
+    with torch.no_grad():
+        model.heads["depth"].readout.out.bias[3] = float("nan")
+    collector = Collector()
+    pipeline = StreamingPipeline(create_backend("onnxruntime", save_model_dir(model, tmp_path / "m")),
+                                 StreamConfig(window_hop=16, point_tracks=0), collector)
+    _push_clip(pipeline, moving_pattern_clip(32, 32, 32), pace_s=0.02)
+    deadline = time.monotonic() + 10
+    while pipeline.stats.windows_nonfinite < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pipeline.close()
+    assert pipeline.stats.windows_nonfinite == 2 and collector.outputs == []
+
+
+def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
+    """The embedded preset (~65 ms a window here) with a new window every frame at 30 Hz: slower than real time."""
+    from fourds_ros.model.presets import DEFAULT_PRESET, preset
+    model = FourDS(preset(DEFAULT_PRESET))
+    model.reset_parameters(0)
+    collector = Collector()
+    emitted_at = {}
+
+    def on_output(output):
+        emitted_at[output.info.stamp_ns] = time.monotonic()
+        collector(output)
+
+    pipeline = StreamingPipeline(create_backend("onnxruntime", save_model_dir(model, tmp_path / "m")),
+                                 StreamConfig(window_hop=1, point_tracks=0), on_output)
+    pushed_at = {}
+    for i, frame in enumerate(moving_pattern_clip(60, 96, 128)):
+        pushed_at[i * 33_000_000] = time.monotonic()
+        pipeline.push("rgb8", 96, 128, 128 * 3, frame.tobytes(), i * 33_000_000, "cam")
+        time.sleep(max(0.0, pushed_at[i * 33_000_000] + 1 / 30 - time.monotonic()))
+    collector.wait_for(60)
+    pipeline.close()
+    stats = pipeline.stats
+    assert stats.windows_requested == 45 and stats.windows_dropped > 10, stats
+    assert stats.windows_processed + stats.windows_dropped == 45
+    assert stats.frames_emitted == 60 and stats.frames_dropped == 0
+    worst_window = max(stats.latencies_s)
+    delays = [emitted_at[stamp] - pushed_at[stamp] for stamp in pushed_at if stamp >= 15 * 33_000_000]
+    # Bounded: a frame waits at most for the window in flight and its own (no queue builds up).
+    assert max(delays) < 2 * worst_window + 0.25, (max(delays), worst_window)
