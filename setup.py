@@ -16,7 +16,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -26,6 +26,8 @@ setup(
     entry_points={
         "console_scripts": [
             "fourds-ros = fourds_ros.cli:main",
+            "perception_node = fourds_ros.ros.perception_node:main",
+            "video_publisher = fourds_ros.ros.video_publisher:main",
         ],
     },
 )

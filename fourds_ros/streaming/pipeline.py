@@ -40,6 +40,7 @@ class StreamConfig:
     point_tracks: int = 32  # point tracks kept alive (0: off)
     point_seeding: str = "corners"  # or "grid"
     max_invisible_frames: int = 8
+    flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
 
     def validate(self) -> None:
         if self.window_len < 2:
@@ -72,7 +73,7 @@ class StreamStats:
     frames_emitted: int = 0
     windows_requested: int = 0
     windows_processed: int = 0
-    windows_dropped: int = 0  # replaced while pending, or from before a reset
+    windows_dropped: int = 0  # replaced while pending by a newer window
     windows_nonfinite: int = 0
     resets: int = 0
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=256))
@@ -115,6 +116,7 @@ class StreamingPipeline:
         self._source: tuple[int, int, str] | None = None
         self._last_stamp: int | None = None
         self._received_since_reset = 0
+        self._requested_upto = -1
         self._stop = False
         # Worker-owned state.
         self._worker_epoch = -1
@@ -168,19 +170,31 @@ class StreamingPipeline:
         if self._pending is not None:
             self.stats.windows_dropped += 1
         infos = self.ring.copy_window(self.config.window_len, self._pending_buf[0])
+        self._requested_upto = infos[-1].seq
         self._pending = _Job(self._epoch, infos, self.preprocess.pixel_map(height, width), (height, width),
                              time.monotonic())
         self.stats.windows_requested += 1
         self._lock.notify()
 
+    def _flush_if_idle(self) -> None:
+        """The stream paused (or a bag ended) with frames after the last window: run the newest window now."""
+        idle = self.stats.arrivals and time.monotonic() - self.stats.arrivals[-1] >= self.config.flush_after_s
+        last = self.ring.last
+        if idle and last is not None and self.ring.count >= self.config.window_len and last.seq > self._requested_upto:
+            self._request_window(*self._source[:2])
+
     def _reset(self, reason: str) -> None:
         self.log.warning(f"restarting the stream: {reason}")
+        last = self.ring.last
+        if last is not None and last.seq > self._requested_upto:
+            if self.ring.count >= self.config.window_len:
+                self._request_window(*self._source[:2])  # the old stream's last frames are good: finish them
+            else:
+                self.stats.frames_dropped += self.ring.count  # too few for a window: nothing can cover them
         self.ring.reset()
         self._epoch += 1
         self._received_since_reset = 0
-        if self._pending is not None:
-            self.stats.windows_dropped += 1
-            self._pending = None
+        self._requested_upto = -1
         self.stats.resets += 1
 
     # Worker side --------------------------------------------------------------
@@ -188,7 +202,8 @@ class StreamingPipeline:
         while True:
             with self._lock:
                 while self._pending is None and not self._stop:
-                    self._lock.wait()
+                    if not self._lock.wait(timeout=self.config.flush_after_s or None):
+                        self._flush_if_idle()
                 if self._stop:
                     return
                 job = self._pending
@@ -200,9 +215,7 @@ class StreamingPipeline:
                 self.log.exception("window processing failed; continuing with the next window")
 
     def _process(self, job: _Job, window: np.ndarray) -> None:
-        if job.epoch != self._epoch:
-            self.stats.windows_dropped += 1
-            return
+        # Windows of a stream that has since restarted are still processed: their frames are good.
         if job.epoch != self._worker_epoch:
             self._worker_epoch, self._last_emitted = job.epoch, -1
             self.depth.reset()

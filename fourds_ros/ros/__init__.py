@@ -1,0 +1,1 @@
+"""rclpy adapters: message conversions and nodes (need a ROS 2 Python environment)."""

@@ -1,0 +1,45 @@
+"""Declaring node parameters from one table: description, range or choices, checked at start."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+
+
+class ParameterError(ValueError):
+    """A parameter value is of the wrong type, out of range or not one of its choices."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def declare_all(node: Node, table: list[Param]) -> dict[str, Any]:
+    """Declare every parameter of `table` on `node` and return their values, validated."""
+    values = {}
+    for p in table:
+        descriptor = ParameterDescriptor(description=p.description + (f" (one of: {', '.join(p.choices)})"
+                                                                      if p.choices else ""))
+        if p.range is not None:
+            lo, hi = p.range
+            if isinstance(p.default, int) and not isinstance(p.default, bool):
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        try:
+            value = node.declare_parameter(p.name, p.default, descriptor).value
+        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+            limits = f" (allowed: {p.range[0]}..{p.range[1]})" if p.range else ""
+            raise ParameterError(f"parameter '{p.name}': {exc}{limits}") from None
+        if p.choices is not None and value not in p.choices:
+            raise ParameterError(f"parameter '{p.name}': {value!r} is not one of {', '.join(p.choices)}")
+        values[p.name] = value
+    return values

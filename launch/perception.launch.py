@@ -1,0 +1,33 @@
+"""Launch perception_node: `ros2 launch fourds_ros perception.launch.py model_dir:=/path/to/model`."""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    arguments = [
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
+        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="input sensor_msgs/Image"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info",
+                              description="input sensor_msgs/CameraInfo"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([FindPackageShare("fourds_ros"), "config",
+                                                                  "perception.yaml"]),
+                              description="YAML parameters (defaults: share/fourds_ros/config/perception.yaml)"),
+        DeclareLaunchArgument("model_dir", description="model directory (config.json + model.safetensors)"),
+        DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime, tensorrt or torch"),
+    ]
+    node = Node(
+        package="fourds_ros",
+        executable="perception_node",
+        name="perception_node",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[LaunchConfiguration("params_file"),
+                    {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend")}],
+        remappings=[("image", LaunchConfiguration("image_topic")),
+                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
+    )
+    return LaunchDescription([*arguments, node])

@@ -1,0 +1,260 @@
+"""perception_node in its own process, fed by real publisher processes, checked by a real subscriber."""
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path as PathMsg
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from conftest import tiny_config
+from fourds_ros.model import FourDS, save_model_dir
+from fourds_ros.ros import messages
+from fourds_ros.synthetic_clip import moving_pattern_clip
+from fourds_ros.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
+from ros_helpers import REPO, Listener, Process, diagnostics_values, next_domain
+
+PARAMS_FILE = REPO / "config" / "perception.yaml"
+OUTPUTS = {"image": Image, "depth/image": Image, "depth/camera_info": CameraInfo, "odometry": Odometry,
+           "path": PathMsg, "tracks/points": PointCloud2, "tracks/boxes": PointCloud2, "tracks/markers": MarkerArray,
+           "/diagnostics": DiagnosticArray}
+
+
+@pytest.fixture(scope="module")
+def node_model(tmp_path_factory):
+    model = FourDS(tiny_config(frames=16, size=32))
+    model.reset_parameters(0)
+    with torch.no_grad():
+        model.heads["points"].readout.out.bias[2::3] = 3.0  # untrained heads that call their tracks visible
+        model.heads["boxes"].readout.out.bias[4::5] = 3.0
+        model.heads["pose"].readout.out.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
+    model_dir = save_model_dir(model, tmp_path_factory.mktemp("node") / "model")
+    from fourds_ros.runtime.export import find_or_export
+    find_or_export(model_dir)  # export once, so every node start reuses it
+    return model_dir
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def start_node(processes, domain, tmp_path, model_dir, *extra: str, params_file=PARAMS_FILE) -> Process:
+    node = Process("perception_node", ["--ros-args", "--params-file", params_file, "-p", f"model_dir:={model_dir}",
+                                       "-p", "input_reliability:=reliable", "-p", "diagnostics_period:=0.2", *extra],
+                   domain, tmp_path)
+    processes.append(node)
+    return node
+
+
+def image_folder(path, frames: int, height: int = 96, width: int = 128):
+    path.mkdir()
+    for i, frame in enumerate(moving_pattern_clip(frames, height, width)):
+        cv2.imwrite(str(path / f"{i:04d}.png"), frame[..., ::-1])
+    return path
+
+
+def last_diagnostics(listener) -> dict[str, str]:
+    msgs = listener.messages("/diagnostics")
+    return diagnostics_values(msgs[-1]) if msgs else {}
+
+
+def settled(listener, key="frames_emitted"):
+    """Wait until the node has emitted an output for every frame it accepted."""
+    def done():
+        d = last_diagnostics(listener)
+        return d and int(d["frames_accepted"]) > 0 and \
+            int(d["frames_emitted"]) + int(d["frames_dropped"]) == int(d["frames_accepted"])
+    return done
+
+
+def test_stream_through_the_node(processes, node_model, tmp_path):
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, node_model, "-p", "window_hop:=4", "-p", "point_tracks:=8")
+    node.wait_for_log("ready:")
+    listener = Listener(domain, OUTPUTS)
+    try:
+        listener.wait_until(lambda: listener.messages("/diagnostics"), 20, "diagnostics")
+        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'frames', 48)}",
+                                                "-p", "rate:=30.0", "-p", "wait_for_subscribers:=2"], domain, tmp_path)
+        processes.append(publisher)
+        # A box seed on the first image the listener sees.
+        listener.wait_until(lambda: listener.messages("image"), 30, "the first image")
+        first = listener.messages("image")[0]
+        seed_pub = listener.node.create_publisher(PointCloud2, "tracks/box_seeds", 10)
+        seed = pack_boxes(np.array([0]), np.array([[40.0, 30.0, 80.0, 60.0]]), np.array([1]), np.array([1.0]))
+        seed_pub.publish(messages.track_cloud(seed, first.header))
+        assert publisher.wait(30) == 0
+        listener.wait_until(settled(listener), 30, "all accepted frames emitted")
+    finally:
+        listener.close()
+    diag = last_diagnostics(listener)
+    depth = listener.messages("depth/image")
+    image_stamps = [messages.stamp_ns(m.header) for m in listener.messages("image")]
+    depth_stamps = [messages.stamp_ns(m.header) for m in depth]
+    # One depth image per accepted frame, each with its source frame's stamp, in order, none twice.
+    assert len(depth) == int(diag["frames_accepted"]) == int(diag["frames_emitted"]) >= 40
+    assert depth_stamps == sorted(set(depth_stamps)) and set(depth_stamps) <= set(image_stamps)
+    assert all(m.encoding == "32FC1" and (m.height, m.width) == (32, 32) and m.step == 128 for m in depth)
+    assert all(m.header.frame_id == "camera_optical_frame" for m in depth)
+    info = listener.messages("depth/camera_info")[-1]
+    fx_source = 64 / np.tan(np.radians(30))
+    assert (info.width, info.height) == (32, 32) and info.k[0] == pytest.approx(fx_source / 4)
+    assert info.k[4] == pytest.approx(fx_source / 3) and info.k[2] == pytest.approx(15.5)
+    # Odometry: every frame, continuous across window boundaries (no step much larger than within windows).
+    odom = listener.messages("odometry")
+    assert len(odom) == len(depth) and odom[0].header.frame_id == "fourds_odom"
+    assert odom[0].child_frame_id == "camera_optical_frame"
+    positions = np.array([[m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z] for m in odom])
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    boundaries = [i - 1 for i in range(16, len(odom), 4)]
+    inside = np.delete(steps, boundaries)
+    assert steps[boundaries].max() <= 3 * inside.max() + 1e-6, (steps[boundaries], inside.max())
+    # Point tracks: named fields, ids that live across window boundaries.
+    clouds = listener.messages("tracks/points")
+    assert len(clouds) == len(depth)
+    records = [unpack(messages.cloud_fields(c), c.point_step, bytes(c.data), POINT_DTYPE) for c in clouds]
+    assert [f.name for f in clouds[0].fields] == list(POINT_DTYPE.names)
+    ids = [set(r["track_id"].tolist()) for r in records]
+    for boundary in range(16, len(ids), 4):
+        assert ids[boundary - 1] & ids[boundary], f"no track id survives the window boundary at frame {boundary}"
+    assert all((0 <= r["u"]).all() and (r["u"] < 128).all() for r in records if len(r))
+    boxes = [unpack(messages.cloud_fields(c), c.point_step, bytes(c.data), BOX_DTYPE) for c in listener.messages("tracks/boxes")]
+    assert any(len(b) and 0 in b["track_id"] for b in boxes), "the seeded box is tracked"
+    assert listener.messages("tracks/markers") and listener.messages("path")
+    assert diag["backend"].startswith("onnxruntime") and float(diag["input_rate_hz"]) > 10
+
+
+def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_model, tmp_path):
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, node_model, "-p", "window_hop:=16", "-p", "point_tracks:=0")
+    node.wait_for_log("ready:")
+    second = 10**9
+    plan = [dict(kind="good", count=20, height=48, width=64, start_ns=1 * second),
+            dict(kind="encoding", count=3, height=48, width=64, start_ns=3 * second),
+            dict(kind="truncated", count=1, height=48, width=64, start_ns=4 * second),
+            dict(kind="empty", count=1, height=48, width=64, start_ns=5 * second),
+            dict(kind="good", count=12, height=48, width=64, start_ns=6 * second),
+            dict(kind="good", count=20, height=40, width=40, start_ns=8 * second),   # size change
+            dict(kind="good", count=20, height=40, width=40, start_ns=second // 5)]   # stamps go backwards
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    listener = Listener(domain, OUTPUTS)
+    try:
+        publisher = Process("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
+                            tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(60) == 0, publisher.log()
+        listener.wait_until(lambda: int(last_diagnostics(listener).get("stream_resets", 0)) >= 2
+                            and int(last_diagnostics(listener).get("frames_emitted", 0)) >= 64, 30,
+                            "outputs after the last reset")
+    finally:
+        listener.close()
+    assert node.alive()
+    log = node.log()
+    assert log.count("unsupported encoding 'yuv422'") == 1, "one log line per unknown encoding, not per frame"
+    assert "truncated image data" in log and "empty image (0x0)" in log
+    assert "image size changed from 64x48 to 40x40" in log and "stamps went backwards" in log
+    stamps = [messages.stamp_ns(m.header) for m in listener.messages("depth/image")]
+    second = 10**9
+    assert sum(1 * second <= s < 3 * second for s in stamps) == 20, "frames before the bad ones"
+    assert sum(6 * second <= s < 8 * second for s in stamps) == 12, "good frames after the bad ones"
+    assert sum(8 * second <= s < 9 * second for s in stamps) == 20, "frames after the size change"
+    assert sum(s < second for s in stamps) == 20, "frames after the stamps went back"
+    diag = last_diagnostics(listener)
+    assert int(diag["frames_rejected"]) == 5 and int(diag["stream_resets"]) == 2
+
+
+def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
+    model = FourDS(tiny_config(frames=16, size=32, heads=("depth",)))
+    with torch.no_grad():
+        model.heads["depth"].readout.out.bias[5] = float("nan")
+    model_dir = save_model_dir(model, tmp_path / "nan-model")
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, model_dir, "-p", "window_hop:=8")
+    node.wait_for_log("ready:")
+    listener = Listener(domain, OUTPUTS)
+    try:
+        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 32)}",
+                                                "-p", "wait_for_subscribers:=2"], domain, tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(30) == 0
+        listener.wait_until(lambda: int(last_diagnostics(listener).get("windows_nonfinite", 0)) >= 2, 20,
+                            "non-finite windows counted")
+    finally:
+        listener.close()
+    assert node.alive() and listener.messages("depth/image") == []
+    assert "non-finite values in depth" in node.log()
+
+
+def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
+    """The embedded preset (~65 ms a window) asked for a window every frame at 30 Hz."""
+    from fourds_ros.model.presets import DEFAULT_PRESET, preset
+    model = FourDS(preset(DEFAULT_PRESET))
+    model.reset_parameters(0)
+    model_dir = save_model_dir(model, tmp_path / "embedded")
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, model_dir, "-p", "window_hop:=1", "-p", "point_tracks:=16")
+    node.wait_for_log("ready:", timeout=120)
+    listener = Listener(domain, OUTPUTS)
+    try:
+        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 90)}",
+                                                "-p", "wait_for_subscribers:=2"], domain, tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(60) == 0
+        listener.wait_until(settled(listener), 30, "the node to catch up")
+    finally:
+        listener.close()
+    diag = last_diagnostics(listener)
+    assert int(diag["windows_dropped"]) > 10, diag
+    latency = [received - messages.stamp_ns(m.header) / 1e9 for received, m in listener.timed("depth/image")]
+    window_max = float(diag["window_latency_max_ms"]) / 1e3
+    assert len(latency) == int(diag["frames_emitted"]) > 60
+    # No queue: the worst frame waits about two windows, and the last frames are not later than the first.
+    assert max(latency) < 2 * window_max + 0.5, (max(latency), window_max)
+    assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + 0.2
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("window_hop", 0, "parameter 'window_hop'"),
+    ("window_len", "abc", "parameter 'window_len'"),
+    ("backend", "tensorflow", "parameter 'backend': 'tensorflow' is not one of torch, onnxruntime, tensorrt"),
+    ("window_len", 8, "window_len 8 does not match the model's 16 frames"),
+    ("model_dir", "/nonexistent/model", "model directory /nonexistent/model does not exist"),
+])
+def test_bad_parameters_fail_at_start_naming_the_parameter(processes, node_model, tmp_path, name, value, message):
+    """A user's params file (the defaults with one bad value) stops the node at start with a clear message."""
+    params = yaml.safe_load(PARAMS_FILE.read_text())
+    params["/**"]["ros__parameters"].update({"model_dir": str(node_model), name: value})
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    node = Process("perception_node", ["--ros-args", "--params-file", bad], next_domain(), tmp_path)
+    processes.append(node)
+    assert node.wait(60) == 2
+    assert message in node.log(), node.log()
+
+
+def test_params_file_matches_the_declared_parameters():
+    from fourds_ros.ros.perception_node import PARAMETERS
+    values = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    assert values == {p.name: p.default for p in PARAMETERS}
+
+
+def test_launch_file_describes_the_node():
+    pytest.importorskip("launch_ros", reason="launch_ros is only on a full ROS 2 install")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("perception_launch", REPO / "launch" / "perception.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    nodes = [e for e in description.entities if type(e).__name__ == "Node"]
+    assert len(nodes) == 1 and nodes[0].node_executable == "perception_node"
