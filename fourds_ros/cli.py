@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -172,6 +172,72 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"outputs: {out / 'outputs.npz'}")
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 96x128, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from .synthetic.generator import generate
+    from .synthetic.writers import write_bag, write_shard
+    seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points)
+    write_bag(seq, args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
+          f"tracks, {len(seq.boxes)} objects, seed {args.seed}")
+    if args.shard:
+        print(f"wrote {write_shard(seq, args.shard)}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluation.evaluate import evaluate
+    report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
+                      window_hop=args.window_hop, video=args.video, threads=args.threads)
+    print(summary(report, args.out))
+
+
+def summary(report: dict, out: Path) -> str:
+    """A few lines a person reads: the headline numbers next to the baselines, and where the files are."""
+    lines = [f"{report['frames']} frames of {report['image_topic']} through {report['backend']}"]
+    m, b = report["model_metrics"], report.get("baselines", {})
+    if "depth" in m:
+        line = f"  depth AbsRel (median-aligned per frame): model {m['depth']['median_per_frame']['abs_rel']:.3f}"
+        if "constant_depth" in b:
+            line += f", constant depth {b['constant_depth']['depth']['median_per_frame']['abs_rel']:.3f}"
+        lines.append(line)
+    if "egomotion" in m:
+        line = f"  egomotion ATE (Sim3): model {m['egomotion']['ate_rmse_m']:.3f} m"
+        if "orb_essential_vo" in b:
+            line += f", ORB VO {b['orb_essential_vo']['egomotion']['ate_rmse_m']:.3f} m"
+        lines.append(line)
+    if "point_tracks" in m:
+        line = f"  points average Jaccard: model {m['point_tracks']['average_jaccard']:.3f}"
+        if "lucas_kanade" in b:
+            line += f", Lucas-Kanade {b['lucas_kanade']['point_tracks']['average_jaccard']:.3f}"
+        lines.append(line)
+    if "box_tracks" in m:
+        lines.append(f"  boxes mean IoU: model {m['box_tracks']['mean_iou']:.3f}")
+    lines += [f"  note: {n}" for n in report.get("notes", [])]
+    lines.append(f"report: {out / 'metrics.json'} ({', '.join(v for k, v in report['files'].items() if k != 'metrics')})")
+    return "\n".join(lines)
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from .evaluation.replay import replay
+    report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
+                    rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video)
+    print(summary(report, args.out))
+    latency = report["runtime"]["end_to_end_latency_ms"]
+    if latency:
+        diag = report["runtime"]["node_diagnostics"]
+        print(f"  end-to-end latency p50 {latency['p50']} ms, p99 {latency['p99']} ms; "
+              f"dropped windows {diag.get('windows_dropped')}, dropped frames {diag.get('frames_dropped')}")
+
+
 # Parser ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fourds-ros", description=__doc__)
@@ -217,6 +283,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=10, help="timed windows")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="render a synthetic sequence with 4D ground truth into a rosbag2 (mcap)")
+    p.add_argument("--out", type=Path, required=True, help="bag directory to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=96)
+    p.add_argument("--size", type=_size, default=(96, 128), help="HxW")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--points", type=int, default=64, help="ground-truth point tracks")
+    p.add_argument("--shard", type=Path, help="also write a training shard (.npz)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("eval", help="score the node's pipeline on a bag against its ground truth")
+    p.add_argument("bag", type=Path)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
+    p.add_argument("--window-hop", type=int, default=4)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("replay", help="play a bag over ROS 2 into the real node, record its outputs and score them")
+    p.add_argument("bag", type=Path)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="report directory (the recorded outputs bag goes there)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--image-topic")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--window-hop", type=int, default=4)
+    p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the replay graph")
+    p.add_argument("--video", action="store_true")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("export", help="export a model directory to an ONNX graph (+ a JSON record)")
     p.add_argument("--model", type=Path, required=True)

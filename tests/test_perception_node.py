@@ -19,7 +19,8 @@ from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
 from fourds_ros.synthetic_clip import moving_pattern_clip
 from fourds_ros.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
-from ros_helpers import REPO, Listener, Process, diagnostics_values, next_domain
+from fourds_ros.ros.graph import NodeProcess, TopicRecorder, diagnostics_values
+from ros_helpers import REPO, next_domain
 
 PARAMS_FILE = REPO / "config" / "perception.yaml"
 OUTPUTS = {"image": Image, "depth/image": Image, "depth/camera_info": CameraInfo, "odometry": Odometry,
@@ -43,14 +44,14 @@ def node_model(tmp_path_factory):
 
 @pytest.fixture
 def processes():
-    started: list[Process] = []
+    started: list[NodeProcess] = []
     yield started
     for p in started:
         p.stop()
 
 
-def start_node(processes, domain, tmp_path, model_dir, *extra: str, params_file=PARAMS_FILE) -> Process:
-    node = Process("perception_node", ["--ros-args", "--params-file", params_file, "-p", f"model_dir:={model_dir}",
+def start_node(processes, domain, tmp_path, model_dir, *extra: str, params_file=PARAMS_FILE) -> NodeProcess:
+    node = NodeProcess("perception_node", ["--ros-args", "--params-file", params_file, "-p", f"model_dir:={model_dir}",
                                        "-p", "input_reliability:=reliable", "-p", "diagnostics_period:=0.2", *extra],
                    domain, tmp_path)
     processes.append(node)
@@ -82,10 +83,10 @@ def test_stream_through_the_node(processes, node_model, tmp_path):
     domain = next_domain()
     node = start_node(processes, domain, tmp_path, node_model, "-p", "window_hop:=4", "-p", "point_tracks:=8")
     node.wait_for_log("ready:")
-    listener = Listener(domain, OUTPUTS)
+    listener = TopicRecorder(domain, OUTPUTS)
     try:
         listener.wait_until(lambda: listener.messages("/diagnostics"), 20, "diagnostics")
-        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'frames', 48)}",
+        publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'frames', 48)}",
                                                 "-p", "rate:=30.0", "-p", "wait_for_subscribers:=2"], domain, tmp_path)
         processes.append(publisher)
         # A box seed on the first image the listener sees.
@@ -148,9 +149,9 @@ def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_mod
             dict(kind="good", count=20, height=40, width=40, start_ns=8 * second),   # size change
             dict(kind="good", count=20, height=40, width=40, start_ns=second // 5)]   # stamps go backwards
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    listener = Listener(domain, OUTPUTS)
+    listener = TopicRecorder(domain, OUTPUTS)
     try:
-        publisher = Process("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
+        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
                             tmp_path)
         processes.append(publisher)
         assert publisher.wait(60) == 0, publisher.log()
@@ -182,9 +183,9 @@ def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
     domain = next_domain()
     node = start_node(processes, domain, tmp_path, model_dir, "-p", "window_hop:=8")
     node.wait_for_log("ready:")
-    listener = Listener(domain, OUTPUTS)
+    listener = TopicRecorder(domain, OUTPUTS)
     try:
-        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 32)}",
+        publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 32)}",
                                                 "-p", "wait_for_subscribers:=2"], domain, tmp_path)
         processes.append(publisher)
         assert publisher.wait(30) == 0
@@ -205,9 +206,9 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     domain = next_domain()
     node = start_node(processes, domain, tmp_path, model_dir, "-p", "window_hop:=1", "-p", "point_tracks:=16")
     node.wait_for_log("ready:", timeout=120)
-    listener = Listener(domain, OUTPUTS)
+    listener = TopicRecorder(domain, OUTPUTS)
     try:
-        publisher = Process("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 90)}",
+        publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 90)}",
                                                 "-p", "wait_for_subscribers:=2"], domain, tmp_path)
         processes.append(publisher)
         assert publisher.wait(60) == 0
@@ -237,7 +238,7 @@ def test_bad_parameters_fail_at_start_naming_the_parameter(processes, node_model
     params["/**"]["ros__parameters"].update({"model_dir": str(node_model), name: value})
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
-    node = Process("perception_node", ["--ros-args", "--params-file", bad], next_domain(), tmp_path)
+    node = NodeProcess("perception_node", ["--ros-args", "--params-file", bad], next_domain(), tmp_path)
     processes.append(node)
     assert node.wait(60) == 2
     assert message in node.log(), node.log()

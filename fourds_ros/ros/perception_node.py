@@ -26,7 +26,7 @@ from ..model import ModelDirError
 from ..runtime import BACKENDS, BackendError, create_backend
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
 from ..streaming.pipeline import FrameOutput
-from ..track_layout import BOX_DTYPE, pack_boxes, pack_points, unpack
+from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
 from . import messages
 from .parameters import Param, ParameterError, declare_all
 
@@ -55,7 +55,8 @@ PARAMETERS = [
     Param("resize_policy", "resize", "how frames become model input", choices=("resize", "center_crop")),
     Param("depth_affine", False, "stitch depth with scale and shift (for affine-invariant depth models)"),
     Param("point_tracks", 32, "point tracks kept alive (0: off)", range=(0, 4096)),
-    Param("point_seeding", "corners", "how new point tracks are seeded", choices=("corners", "grid")),
+    Param("point_seeding", "corners", "how new point tracks are seeded (none: only from tracks/point_seeds)",
+          choices=("corners", "grid", "none")),
     Param("max_invisible_frames", 8, "drop a track after this many invisible frames", range=(0, 100000)),
     Param("flush_after_s", 0.5, "after this long without frames, publish the frames still waiting (0: never)",
           range=(0.0, 3600.0)),
@@ -121,6 +122,7 @@ class PerceptionNode(Node):
             self.create_subscription(Detection2DArray, "tracks/box_seeds", self._on_box_detections, 10)
         else:
             self.create_subscription(PointCloud2, "tracks/box_seeds", self._on_box_cloud, 10)
+        self.create_subscription(PointCloud2, "tracks/point_seeds", self._on_point_cloud, 10)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(f"ready: {self.backend_description}; window {config.window_len}, hop "
                                f"{config.window_hop}, stride {config.frame_stride}")
@@ -156,15 +158,27 @@ class PerceptionNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
 
-    def _on_box_cloud(self, msg: PointCloud2) -> None:
+    def _seed_records(self, msg: PointCloud2, layout) -> np.ndarray | None:
         try:
-            records = unpack(messages.cloud_fields(msg), msg.point_step, bytes(msg.data), BOX_DTYPE)
+            return unpack(messages.cloud_fields(msg), msg.point_step, bytes(msg.data), layout)
         except ValueError as exc:
-            self.get_logger().warning(f"ignoring box seeds: {exc}")
-            return
+            self.get_logger().warning(f"ignoring track seeds: {exc}")
+            return None
+
+    def _on_box_cloud(self, msg: PointCloud2) -> None:
+        """Box seeds; each record's track_id becomes the id of the new track."""
+        records = self._seed_records(msg, BOX_DTYPE)
         stamp = messages.stamp_ns(msg.header)
-        for r in records:
-            self.pipeline.add_box_seed(stamp, np.array([r["u_min"], r["v_min"], r["u_max"], r["v_max"]]))
+        for r in records if records is not None else ():
+            self.pipeline.add_box_seed(stamp, np.array([r["u_min"], r["v_min"], r["u_max"], r["v_max"]]),
+                                       int(r["track_id"]))
+
+    def _on_point_cloud(self, msg: PointCloud2) -> None:
+        """Point seeds (the point layout); each record's track_id becomes the id of the new track."""
+        records = self._seed_records(msg, POINT_DTYPE)
+        stamp = messages.stamp_ns(msg.header)
+        for r in records if records is not None else ():
+            self.pipeline.add_point_seed(stamp, np.array([r["u"], r["v"]]), int(r["track_id"]))
 
     def _on_box_detections(self, msg) -> None:
         stamp = messages.stamp_ns(msg.header)

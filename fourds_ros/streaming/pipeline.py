@@ -38,7 +38,7 @@ class StreamConfig:
     resize_policy: str = "resize"
     depth_affine: bool = False  # fit a shift as well as a scale when stitching depth
     point_tracks: int = 32  # point tracks kept alive (0: off)
-    point_seeding: str = "corners"  # or "grid"
+    point_seeding: str = "corners"  # "grid", or "none": only seeds given with add_point_seed
     max_invisible_frames: int = 8
     flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
 
@@ -49,8 +49,8 @@ class StreamConfig:
             raise ValueError(f"window_hop must be in [1, window_len={self.window_len}], got {self.window_hop}")
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride must be at least 1, got {self.frame_stride}")
-        if self.point_seeding not in ("corners", "grid"):
-            raise ValueError(f"point_seeding must be 'corners' or 'grid', got {self.point_seeding!r}")
+        if self.point_seeding not in ("corners", "grid", "none"):
+            raise ValueError(f"point_seeding must be 'corners', 'grid' or 'none', got {self.point_seeding!r}")
 
 
 @dataclass
@@ -127,7 +127,8 @@ class StreamingPipeline:
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
                                config.max_invisible_frames) if "points" in heads and config.point_tracks else None
         self.boxes = TrackSet("boxes", backend.spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
-        self._box_seed_inbox: deque = deque(maxlen=256)
+        self._seed_inbox: deque = deque(maxlen=4096)  # (kind, stamp_ns, value in source pixels, track id)
+        self._busy = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
         self._worker.start()
 
@@ -162,9 +163,29 @@ class StreamingPipeline:
             if count >= length and (count - length) % self.config.window_hop == 0:
                 self._request_window(height, width)
 
-    def add_box_seed(self, stamp_ns: int, box: np.ndarray) -> None:
-        """A box `(x_min, y_min, x_max, y_max)` in source pixels on the frame stamped `stamp_ns`."""
-        self._box_seed_inbox.append((stamp_ns, np.asarray(box, np.float64)))
+    def add_box_seed(self, stamp_ns: int, box: np.ndarray, track_id: int | None = None) -> None:
+        """Track a box `(x_min, y_min, x_max, y_max)` in source pixels from the frame stamped `stamp_ns`."""
+        self._seed_inbox.append(("boxes", stamp_ns, np.asarray(box, np.float64), track_id))
+
+    def add_point_seed(self, stamp_ns: int, xy: np.ndarray, track_id: int | None = None) -> None:
+        """Track a point `(x, y)` in source pixels from the frame stamped `stamp_ns`."""
+        self._seed_inbox.append(("points", stamp_ns, np.asarray(xy, np.float64), track_id))
+
+    def flush(self) -> None:
+        """Run the newest window now for frames no window has covered yet (end of a recording)."""
+        with self._lock:
+            self._request_remaining()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no window is pending or running (offline evaluation: process every window)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._pending is not None or self._busy:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
 
     def _request_window(self, height: int, width: int) -> None:
         if self._pending is not None:
@@ -178,9 +199,12 @@ class StreamingPipeline:
 
     def _flush_if_idle(self) -> None:
         """The stream paused (or a bag ended) with frames after the last window: run the newest window now."""
-        idle = self.stats.arrivals and time.monotonic() - self.stats.arrivals[-1] >= self.config.flush_after_s
+        if self.stats.arrivals and time.monotonic() - self.stats.arrivals[-1] >= self.config.flush_after_s:
+            self._request_remaining()
+
+    def _request_remaining(self) -> None:
         last = self.ring.last
-        if idle and last is not None and self.ring.count >= self.config.window_len and last.seq > self._requested_upto:
+        if last is not None and self.ring.count >= self.config.window_len and last.seq > self._requested_upto:
             self._request_window(*self._source[:2])
 
     def _reset(self, reason: str) -> None:
@@ -208,11 +232,16 @@ class StreamingPipeline:
                     return
                 job = self._pending
                 self._pending = None
+                self._busy = True
                 self._pending_buf, self._active_buf = self._active_buf, self._pending_buf
             try:
                 self._process(job, self._active_buf)
             except Exception:  # a failing window must not kill the stream
                 self.log.exception("window processing failed; continuing with the next window")
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._lock.notify_all()
 
     def _process(self, job: _Job, window: np.ndarray) -> None:
         # Windows of a stream that has since restarted are still processed: their frames are good.
@@ -264,34 +293,42 @@ class StreamingPipeline:
             self._last_emitted = outputs[-1].info.seq
 
     def _track_queries(self, job: _Job, window: np.ndarray, seqs: list[int], publish_from: int):
-        # Seeds go on the newest frame already emitted (tracked forward into the new frames), or frame 0.
-        seed_index = max(publish_from - 1, 0)
+        self._take_seeds(job, seqs)
         point_q = box_q = None
         if self.points is not None:
-            existing = np.array([t.value for t in self.points.tracks.values() if t.seq in seqs]).reshape(-1, 2)
-            need = self.points.max_tracks - len(existing)
-            for xy in seed_points(window[seed_index], need, existing, self.config.point_seeding):
-                self.points.add_seed(seqs[seed_index], xy)
+            if self.config.point_seeding != "none":
+                # Seeds go on the newest frame already emitted (tracked forward into the new frames), or frame 0.
+                seed_index = max(publish_from - 1, 0)
+                existing = np.array([t.value for t in self.points.tracks.values() if t.seq in seqs]).reshape(-1, 2)
+                need = self.points.max_tracks - len(existing)
+                for xy in seed_points(window[seed_index], need, existing, self.config.point_seeding):
+                    self.points.add_seed(seqs[seed_index], xy)
             point_q = self.points.queries(seqs)
         if self.boxes is not None:
-            stamps = np.array([info.stamp_ns for info in job.infos])
-            half_period = max(float(np.median(np.diff(stamps))), 1.0) / 2
-            later = []
-            while self._box_seed_inbox:
-                stamp, box = self._box_seed_inbox.popleft()
-                if stamp > stamps[-1] + half_period:
-                    later.append((stamp, box))  # a frame still to come
-                    continue
-                i = int(np.argmin(np.abs(stamps - stamp)))
-                if abs(stamps[i] - stamp) > half_period:
-                    self.log.warning(f"box seed stamped {stamp} ns matches no frame of the current window; ignored")
-                    continue
-                x0, y0 = job.pixel_map.to_model(box[0], box[1])
-                x1, y1 = job.pixel_map.to_model(box[2], box[3])
-                self.boxes.add_seed(seqs[i], np.array([x0, y0, x1, y1]))
-            self._box_seed_inbox.extend(later)
             box_q = self.boxes.queries(seqs)
         return point_q, box_q
+
+    def _take_seeds(self, job: _Job, seqs: list[int]) -> None:
+        """Match seeds received by stamp to frames of this window (or keep them for a later one)."""
+        stamps = np.array([info.stamp_ns for info in job.infos])
+        half_period = max(float(np.median(np.diff(stamps))), 1.0) / 2
+        later = []
+        while self._seed_inbox:
+            kind, stamp, value, track_id = self._seed_inbox.popleft()
+            tracks = self.points if kind == "points" else self.boxes
+            if tracks is None:
+                continue
+            if stamp > stamps[-1] + half_period:
+                later.append((kind, stamp, value, track_id))  # a frame still to come
+                continue
+            i = int(np.argmin(np.abs(stamps - stamp)))
+            if abs(stamps[i] - stamp) > half_period:
+                self.log.warning(f"{kind} seed stamped {stamp} ns matches no frame of the current window; ignored")
+                continue
+            corners = value.reshape(-1, 2)
+            x, y = job.pixel_map.to_model(corners[:, 0], corners[:, 1])
+            tracks.add_seed(seqs[i], np.column_stack([x, y]).ravel(), track_id)
+        self._seed_inbox.extend(later)
 
     def close(self) -> None:
         with self._lock:

@@ -56,8 +56,9 @@ class TrackSet:
         self.tracks.clear()
         self.pending_seeds.clear()
 
-    def add_seed(self, seq: int, value: np.ndarray) -> None:
-        self.pending_seeds.append((seq, np.asarray(value, np.float32)))
+    def add_seed(self, seq: int, value: np.ndarray, track_id: int | None = None) -> None:
+        """A new track at `value` on frame `seq`; `track_id` chooses its id (default: the next free one)."""
+        self.pending_seeds.append((seq, np.asarray(value, np.float32), track_id))
 
     def queries(self, seqs: list[int]) -> TrackQueries:
         """Queries for this window: live tracks at their frame, then pending seeds, up to `max_tracks`.
@@ -74,16 +75,18 @@ class TrackSet:
             out.ids.append(track.id)
             out.rows.append(self._row(index[track.seq], track.value))
         keep = []
-        for seq, value in self.pending_seeds:
+        for seq, value, track_id in self.pending_seeds:
             if seq not in index:
                 # A seed for a frame still to come waits; one for a frame already gone is dropped.
                 if seq > seqs[-1]:
-                    keep.append((seq, value))
+                    keep.append((seq, value, track_id))
                 continue
             if len(out.ids) >= self.max_tracks:
-                break
-            track = Track(self.next_id, value, seq)
-            self.next_id += 1
+                keep.append((seq, value, track_id))  # no room in this window: try the next one
+                continue
+            track_id = self.next_id if track_id is None else int(track_id)
+            self.next_id = max(self.next_id, track_id + 1)
+            track = Track(track_id, value, seq)
             self.tracks[track.id] = track
             out.ids.append(track.id)
             out.rows.append(self._row(index[seq], value))

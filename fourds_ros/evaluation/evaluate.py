@@ -1,0 +1,165 @@
+"""`fourds-ros eval`: score the node's pipeline on a bag against its ground truth, next to classical baselines."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import create_backend
+from ..streaming import StreamConfig
+from . import baselines, metrics
+from .bag_io import Frame, GroundTruth, read_bag
+from .runner import Predictions, run_offline
+
+
+@dataclass
+class AlignedTruth:
+    """Ground truth arranged like the frames (missing parts are None)."""
+
+    depth: np.ndarray | None
+    poses: np.ndarray | None
+    intrinsics: np.ndarray | None
+    point_tracks: np.ndarray | None
+    point_visible: np.ndarray | None
+    boxes: np.ndarray | None
+    box_visible: np.ndarray | None
+
+    def queries(self, kind: str, limit: int):
+        """TAP-Vid "first" queries: (values, query frames, kept track indices), at most `limit` tracks."""
+        values, visible = (self.point_tracks, self.point_visible) if kind == "points" else (self.boxes, self.box_visible)
+        if values is None or limit <= 0:
+            return None
+        keep, first = metrics.first_visible_queries(values, visible)
+        index = np.flatnonzero(keep)[:limit]
+        return values[index, first[index]], first[index], index
+
+
+def align_truth(frames: list[Frame], gt: GroundTruth) -> AlignedTruth:
+    stamps = [f.stamp_ns for f in frames]
+
+    def stack(table: dict):
+        if not table or not all(s in table for s in stamps):
+            return None
+        return np.stack([table[s] for s in stamps])
+
+    def tracks(table: dict, fields: tuple[str, ...]):
+        if not table or not all(s in table for s in stamps):
+            return None, None
+        n = max(int(r["track_id"].max()) + 1 if len(r) else 0 for r in table.values())
+        values = np.zeros((n, len(stamps), len(fields)), np.float32)
+        visible = np.zeros((n, len(stamps)), bool)
+        for f, s in enumerate(stamps):
+            r = table[s]
+            ids = r["track_id"].astype(int)
+            values[ids, f] = np.stack([r[name] for name in fields], -1)
+            visible[ids, f] = r["visible"].astype(bool)
+        return values, visible
+
+    points, point_visible = tracks(gt.points, ("u", "v"))
+    boxes, box_visible = tracks(gt.boxes, ("u_min", "v_min", "u_max", "v_max"))
+    return AlignedTruth(stack(gt.depth), stack(gt.poses), gt.intrinsics, points, point_visible, boxes, box_visible)
+
+
+def score(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_index=None, box_index=None,
+          query_frames=None, box_query_frames=None) -> tuple[dict, list[str]]:
+    """Every metric the ground truth allows for one set of predictions, and notes on what was skipped."""
+    out, notes = {}, []
+    stamps_s = pred.stamps_ns / 1e9
+    size = (frames[0].height, frames[0].width)
+    if truth.depth is not None and pred.depth is not None:
+        out["depth"] = metrics.depth_metrics(pred.depth, truth.depth)
+    else:
+        notes.append("depth skipped: " + ("no /ground_truth/depth in the bag" if truth.depth is None else "no depth head"))
+    if truth.poses is not None and pred.world_from_camera is not None:
+        ok = np.isfinite(pred.world_from_camera).all(axis=(1, 2))
+        out["egomotion"] = metrics.egomotion_metrics(pred.world_from_camera[ok], truth.poses[ok], stamps_s[ok])
+    else:
+        notes.append("egomotion skipped: " + ("no /ground_truth/pose" if truth.poses is None else "no pose head"))
+    if truth.point_tracks is not None and pred.point_tracks is not None and point_index is not None:
+        out["point_tracks"] = metrics.tapvid_metrics(truth.point_tracks[point_index], truth.point_visible[point_index],
+                                                     pred.point_tracks, pred.point_visible, query_frames, size)
+    else:
+        notes.append("point tracks skipped: no /ground_truth/tracks/points or no points head")
+    if truth.boxes is not None and pred.boxes is not None and box_index is not None:
+        out["box_tracks"] = metrics.box_metrics(truth.boxes[box_index], truth.box_visible[box_index], pred.boxes,
+                                                box_query_frames)
+    else:
+        notes.append("box tracks skipped: no /ground_truth/tracks/boxes or no boxes head")
+    return out, notes
+
+
+def score_baselines(frames: list[Frame], truth: AlignedTruth, point_query) -> tuple[dict, dict]:
+    """The baselines' scores, and their predictions (for the report's figures)."""
+    rgb = [f.rgb() for f in frames]
+    scores, predictions = {}, {}
+    if truth.depth is not None:
+        scores["constant_depth"] = {"depth": metrics.depth_metrics(baselines.constant_depth(truth.depth.shape),
+                                                                   truth.depth)}
+    if truth.poses is not None and truth.intrinsics is not None:
+        predictions["vo"] = poses = baselines.orb_visual_odometry(rgb, truth.intrinsics)
+        stamps_s = np.array([f.stamp_ns for f in frames]) / 1e9
+        scores["orb_essential_vo"] = {"egomotion": metrics.egomotion_metrics(poses, truth.poses, stamps_s)}
+    if point_query is not None:
+        values, first, index = point_query
+        predictions["lucas_kanade"] = tracks, visible = baselines.lucas_kanade_tracks(rgb, values, first)
+        scores["lucas_kanade"] = {"point_tracks": metrics.tapvid_metrics(
+            truth.point_tracks[index], truth.point_visible[index], tracks, visible, first,
+            (frames[0].height, frames[0].width))}
+    return scores, predictions
+
+
+def runtime_summary(pred: Predictions) -> dict:
+    s = pred.stats
+    latencies = np.array(s.latencies_s) * 1e3
+    return {"window_latency_ms": {"mean": round(float(latencies.mean()), 2), "p50": round(float(np.percentile(latencies, 50)), 2),
+                                  "p99": round(float(np.percentile(latencies, 99)), 2)} if len(latencies) else None,
+            "windows_processed": s.windows_processed, "windows_dropped": s.windows_dropped,
+            "frames_emitted": s.frames_emitted, "frames_dropped": s.frames_dropped}
+
+
+def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
+             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0) -> dict:
+    started = time.monotonic()
+    topic, frames, gt = read_bag(bag, image_topic)
+    truth = align_truth(frames, gt)
+    options = {"threads": threads} if threads and backend != "tensorrt" else {}
+    engine = create_backend(backend, model_dir, **options)
+    spec = engine.spec
+    point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
+    box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
+    config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
+                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0)
+    pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
+                       box_query[:2] if box_query else None, progress=progress)
+    scores, notes = score(pred, truth, frames, point_query[2] if point_query else None,
+                          box_query[2] if box_query else None, point_query[1] if point_query else None,
+                          box_query[1] if box_query else None)
+    report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
+              "backend": engine.description, "window": {"len": spec.clip[0], "hop": window_hop},
+              "model_metrics": scores, "runtime": runtime_summary(pred), "notes": notes}
+    report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
+    report["wall_time_s"] = round(time.monotonic() - started, 1)
+    write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
+    return report
+
+
+def write_report(report: dict, out_dir: Path, frames: list[Frame], truth: AlignedTruth, pred: Predictions,
+                 point_query, baseline_predictions: dict, video: bool) -> None:
+    from .plots import depth_figure, track_figure, trajectory_figure, write_video
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = report["files"] = {"metrics": "metrics.json"}
+    if pred.depth is not None:
+        files["depth_plot"] = depth_figure(out_dir / "depth.png", frames, truth.depth, pred.depth)
+    if pred.world_from_camera is not None and truth.poses is not None:
+        files["trajectory_plot"] = trajectory_figure(out_dir / "trajectory.png", truth.poses, pred.world_from_camera,
+                                                     baseline_predictions.get("vo"))
+    if pred.point_tracks is not None and point_query is not None:
+        files["tracks_plot"] = track_figure(out_dir / "tracks.png", frames, truth, pred, point_query,
+                                            baseline_predictions.get("lucas_kanade"))
+    if video and pred.depth is not None:
+        files["video"] = write_video(out_dir / "side_by_side.mp4", frames, pred.depth)
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,153 @@
+"""Scores against ground truth: depth, egomotion (via evo), TAP-Vid point tracking, box tracking."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+# TAP-Vid: position thresholds in pixels at 256x256 resolution.
+TAPVID_THRESHOLDS = (1, 2, 4, 8, 16)
+BOX_SUCCESS_THRESHOLDS = np.linspace(0, 1, 21)
+
+
+# Depth -------------------------------------------------------------------------
+def _depth_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    ratio = np.maximum(pred / gt, gt / pred)
+    return {"abs_rel": float(np.mean(np.abs(pred - gt) / gt)), "delta_1.25": float(np.mean(ratio < 1.25))}
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float]]:
+    """AbsRel and delta<1.25 of `pred` against `gt` `(F, H, W)` on valid pixels, after three alignments:
+    median scale per frame, one median scale for the sequence, and least-squares scale+shift per frame.
+    `pred` at another resolution is resized (nearest) to `gt`'s."""
+    if pred.shape != gt.shape:
+        import cv2
+        pred = np.stack([cv2.resize(p, (gt.shape[2], gt.shape[1]), interpolation=cv2.INTER_NEAREST) for p in pred])
+    valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
+    if not valid.any():
+        raise ValueError("no pixel has both a valid prediction and valid ground truth")
+    out: dict[str, dict[str, float]] = {}
+    per_frame, affine = [], []
+    for p, g, v in zip(pred, gt, valid):
+        if v.sum() < 2:  # a scale and shift need two pixels
+            continue
+        pv, gv = p[v], g[v]
+        per_frame.append(pv * (np.median(gv) / np.median(pv)))
+        a = np.stack([pv, np.ones_like(pv)], 1)
+        (scale, shift), *_ = np.linalg.lstsq(a, gv, rcond=None)
+        affine.append(np.maximum(scale * pv + shift, 1e-3))
+    gts = [g[v] for g, v in zip(gt, valid) if v.sum() >= 2]
+    out["median_per_frame"] = _depth_errors(np.concatenate(per_frame), np.concatenate(gts))
+    seq_scale = np.median(gt[valid]) / np.median(pred[valid])
+    out["median_per_sequence"] = _depth_errors(pred[valid] * seq_scale, gt[valid])
+    out["scale_shift_per_frame"] = _depth_errors(np.concatenate(affine), np.concatenate(gts))
+    out["raw_metric"] = _depth_errors(pred[valid], gt[valid])
+    return out
+
+
+# Egomotion ---------------------------------------------------------------------
+def _trajectory(poses: np.ndarray, stamps_s: np.ndarray):
+    from evo.core.trajectory import PoseTrajectory3D
+    return PoseTrajectory3D(poses_se3=list(np.asarray(poses, np.float64)), timestamps=np.asarray(stamps_s, np.float64))
+
+
+def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np.ndarray,
+                      rpe_delta: int = 1) -> dict[str, float]:
+    """ATE after Sim(3) alignment and RPE (translation, rotation) over `rpe_delta` frames, via evo.
+
+    An estimate that does not move cannot be Sim(3)-aligned (Umeyama needs spread); its best similarity
+    alignment collapses it onto the ground truth's centroid, so its ATE is the RMS of the ground-truth
+    positions about their mean (reported with `degenerate_estimate`).
+    """
+    from evo.core import metrics, sync
+    from evo.core.geometry import GeometryException
+    from evo.main_ape import ape
+    from evo.main_rpe import rpe
+
+    est, ref = _trajectory(pred_poses, stamps_s), _trajectory(gt_poses, stamps_s)
+    ref, est = sync.associate_trajectories(ref, est)
+    relation = metrics.PoseRelation
+    rpe_options = dict(delta=rpe_delta, delta_unit=metrics.Unit.frames, all_pairs=False)
+    out = {"frames": int(len(stamps_s)), "degenerate_estimate": False}
+    try:
+        # evo aligns the estimate in place: give it copies.
+        ate = ape(copy.deepcopy(ref), copy.deepcopy(est), relation.translation_part, align=True, correct_scale=True)
+        rpe_t = rpe(copy.deepcopy(ref), copy.deepcopy(est), relation.translation_part, align=True,
+                    correct_scale=True, **rpe_options)
+        out["ate_rmse_m"], out["ate_mean_m"] = float(ate.stats["rmse"]), float(ate.stats["mean"])
+        out["rpe_trans_rmse_m"] = float(rpe_t.stats["rmse"])
+    except GeometryException:
+        spread = ref.positions_xyz - ref.positions_xyz.mean(axis=0)
+        distances = np.linalg.norm(spread, axis=1)
+        out.update(ate_rmse_m=float(np.sqrt(np.mean(distances ** 2))), ate_mean_m=float(distances.mean()),
+                   rpe_trans_rmse_m=float(np.sqrt(np.mean(np.sum(np.diff(ref.positions_xyz, axis=0) ** 2, axis=1)))),
+                   degenerate_estimate=True)
+    rpe_r = rpe(copy.deepcopy(ref), copy.deepcopy(est), relation.rotation_angle_deg, **rpe_options)
+    out["rpe_rot_rmse_deg"] = float(rpe_r.stats["rmse"])
+    return out
+
+
+# Point tracks (TAP-Vid) ----------------------------------------------------------
+def tapvid_metrics(gt_tracks: np.ndarray, gt_visible: np.ndarray, pred_tracks: np.ndarray, pred_visible: np.ndarray,
+                   query_frames: np.ndarray, image_size: tuple[int, int]) -> dict[str, float]:
+    """TAP-Vid metrics ("first" query mode) for tracks `(N, F, 2)` (x, y) and visibility `(N, F)`.
+
+    Positions are rescaled to 256x256 first; the query frame itself is not scored. Returns occlusion
+    accuracy, position accuracy < delta^x (each threshold and their average) and average Jaccard.
+    """
+    h, w = image_size
+    scale = np.array([256.0 / w, 256.0 / h])
+    gt, pred = gt_tracks * scale, pred_tracks * scale
+    frames = gt_tracks.shape[1]
+    evaluated = np.arange(frames)[None, :] != np.asarray(query_frames)[:, None]
+    gt_visible, pred_visible = gt_visible.astype(bool), pred_visible.astype(bool)
+    occlusion_accuracy = np.sum((gt_visible == pred_visible) & evaluated) / np.sum(evaluated)
+    distance = np.linalg.norm(pred - gt, axis=-1)
+    out = {"occlusion_accuracy": float(occlusion_accuracy)}
+    accuracies, jaccards = [], []
+    for threshold in TAPVID_THRESHOLDS:
+        within = distance < threshold
+        visible_eval = gt_visible & evaluated
+        accuracy = np.sum(within & visible_eval) / max(np.sum(visible_eval), 1)
+        true_positive = np.sum(within & gt_visible & pred_visible & evaluated)
+        false_positive = np.sum(pred_visible & ~(gt_visible & within) & evaluated)
+        false_negative = np.sum(gt_visible & ~(pred_visible & within) & evaluated)
+        jaccard = true_positive / max(true_positive + false_positive + false_negative, 1)
+        out[f"pts_within_{threshold}"] = float(accuracy)
+        out[f"jaccard_{threshold}"] = float(jaccard)
+        accuracies.append(accuracy)
+        jaccards.append(jaccard)
+    out["average_pts_within_thresh"] = float(np.mean(accuracies))
+    out["average_jaccard"] = float(np.mean(jaccards))
+    return out
+
+
+def first_visible_queries(gt_tracks: np.ndarray, gt_visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TAP-Vid "first" mode: each track queried at its first visible frame. Returns (keep mask, query frames)."""
+    keep = gt_visible.any(axis=1)
+    query_frames = np.argmax(gt_visible, axis=1)
+    return keep, query_frames
+
+
+# Boxes -------------------------------------------------------------------------
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes `(..., 4)` (x_min, y_min, x_max, y_max, inclusive pixel bounds)."""
+    ix = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1, 0, None)
+    iy = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1, 0, None)
+    inter = ix * iy
+    area = lambda x: np.clip(x[..., 2] - x[..., 0] + 1, 0, None) * np.clip(x[..., 3] - x[..., 1] + 1, 0, None)  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def box_metrics(gt_boxes: np.ndarray, gt_visible: np.ndarray, pred_boxes: np.ndarray,
+                query_frames: np.ndarray) -> dict[str, float]:
+    """Mean IoU and success rate (area under the success-vs-IoU-threshold curve) on visible, non-query frames."""
+    frames = gt_boxes.shape[1]
+    evaluated = gt_visible.astype(bool) & (np.arange(frames)[None, :] != np.asarray(query_frames)[:, None])
+    iou = box_iou(pred_boxes, gt_boxes)[evaluated]
+    if iou.size == 0:
+        return {"mean_iou": float("nan"), "success_auc": float("nan"), "frames": 0}
+    success = [float(np.mean(iou > t)) for t in BOX_SUCCESS_THRESHOLDS]
+    return {"mean_iou": float(iou.mean()), "success_auc": float(np.mean(success)),
+            "success_at_0.5": float(np.mean(iou > 0.5)), "frames": int(iou.size)}

@@ -1,0 +1,252 @@
+"""`fourds-ros replay`: play a bag over ROS 2 into the real perception_node, record its outputs, score them.
+
+The bag's stored CDR bytes are published as they are (no re-encoding), with the
+original timing scaled by `rate`, plus /clock for `use_sim_time`. The node runs
+in its own process; its outputs are recorded to a new bag and scored exactly as
+`eval` scores its offline run, with end-to-end latency (image published ->
+depth received) and drops added.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..streaming import StreamStats
+from ..synthetic.writers import typestore
+from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
+from .bag_io import BagError, open_reader, read_bag
+from .evaluate import align_truth, score, score_baselines, write_report
+from .runner import Predictions
+
+log = logging.getLogger("fourds_ros.replay")
+OUTPUT_TOPICS = {"depth/image": "sensor_msgs/msg/Image", "odometry": "nav_msgs/msg/Odometry",
+                 "tracks/points": "sensor_msgs/msg/PointCloud2", "tracks/boxes": "sensor_msgs/msg/PointCloud2",
+                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+
+
+def message_class(msgtype: str):
+    """The rclpy class of a type name like 'sensor_msgs/msg/Image' (None if its package is not installed)."""
+    package, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
+           rate: float = 1.0, window_hop: int = 4, domain: int = 42, video: bool = False,
+           settle_s: float = 30.0) -> dict:
+    from rclpy.serialization import serialize_message
+
+    from ..model.model_dir import load_config
+    from ..ros.graph import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
+    from ..runtime.export import find_or_export
+
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    topic, frames, gt = read_bag(bag, image_topic)
+    truth = align_truth(frames, gt)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = find_or_export(model_dir) if backend != "torch" else None
+    config = load_config(model_dir)
+    max_points = config.heads["points"].max_queries if "points" in config.heads else 0
+    max_boxes = config.heads["boxes"].max_queries if "boxes" in config.heads else 0
+    point_query = truth.queries("points", max_points)
+    box_query = truth.queries("boxes", max_boxes)
+    info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
+    args = ["--ros-args", "--params-file", default_params_file(),
+            "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
+            "-p", f"window_hop:={window_hop}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
+            "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
+            "-p", "diagnostics_period:=0.5", "-r", f"image:={topic}", "-r", f"camera_info:={info_topic}"]
+    if onnx_path is not None:
+        args += ["-p", f"onnx_path:={onnx_path}"]
+    node = NodeProcess("perception_node", args, domain, out_dir)
+    recorder = None
+    try:
+        node.wait_for_log("ready:", timeout=300)
+        types = {t: message_class(m) for t, m in OUTPUT_TOPICS.items()}
+        recorder = TopicRecorder(domain, types)
+        published_at = _play(bag, topic, rate, domain, point_query, box_query, frames)
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline:
+            diag = recorder.messages("/diagnostics")
+            if diag:
+                d = diagnostics_values(diag[-1])
+                if int(d["frames_received"]) >= len(frames) and \
+                        int(d["frames_emitted"]) + int(d["frames_dropped"]) >= int(d["frames_accepted"]):
+                    break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        recorded = {t: recorder.timed(t) for t in OUTPUT_TOPICS}
+    finally:
+        if recorder is not None:
+            recorder.close()
+        node.stop()
+    output_bag = out_dir / "outputs_bag"
+    _write_bag(output_bag, recorded, serialize_message)
+    pred, latency = _predictions(frames, recorded, published_at, point_query, box_query)
+    diag = diagnostics_values(recorded["/diagnostics"][-1][1]) if recorded["/diagnostics"] else {}
+    scores, notes = score(pred, truth, frames, point_query[2] if point_query else None,
+                          box_query[2] if box_query else None, point_query[1] if point_query else None,
+                          box_query[1] if box_query else None)
+    report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
+              "backend": diag.get("backend", backend), "mode": f"replay over ROS 2 at rate {rate}",
+              "window": {"len": config.clip.frames, "hop": window_hop}, "model_metrics": scores,
+              "runtime": {"end_to_end_latency_ms": latency, "node_diagnostics": diag}, "notes": notes,
+              "outputs_bag": output_bag.name}
+    report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
+    write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
+    return report
+
+
+def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, box_query,
+          frames) -> dict[int, float]:
+    """Publish the bag's messages with their original spacing (divided by `rate`); returns publish time per image stamp."""
+    import rclpy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import PointCloud2
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("fourds_bag_player", context=context)
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+    reader = open_reader(bag)
+    published_at: dict[int, float] = {}
+    try:
+        publishers = {}
+        for conn in reader.connections:
+            cls = message_class(conn.msgtype)
+            if cls is None:
+                log.warning(f"not replaying {conn.topic}: its type {conn.msgtype} is not installed")
+                continue
+            publishers[conn.topic] = node.create_publisher(cls, conn.topic, qos)
+        clock = node.create_publisher(Clock, "/clock", 10)
+        seeds_points = node.create_publisher(PointCloud2, "tracks/point_seeds", 100)
+        seeds_boxes = node.create_publisher(PointCloud2, "tracks/box_seeds", 100)
+        image_pub = publishers[image_topic]
+        deadline = time.monotonic() + 30
+        while image_pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the node's other subscriptions match too
+        seeds = _seed_messages(frames, point_query, box_query)
+        wall_start, bag_start = None, None
+        for conn, stamp, raw in reader.messages():
+            if conn.topic not in publishers:
+                continue
+            if wall_start is None:
+                wall_start, bag_start = time.monotonic(), stamp
+            delay = wall_start + (stamp - bag_start) / 1e9 / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            clock_msg = Clock()
+            clock_msg.clock.sec, clock_msg.clock.nanosec = divmod(int(stamp), 1_000_000_000)
+            clock.publish(clock_msg)
+            if conn.topic == image_topic:
+                for kind, cloud in seeds.get(int(stamp), []):
+                    (seeds_points if kind == "points" else seeds_boxes).publish(cloud)
+                published_at[int(stamp)] = time.time()
+            publishers[conn.topic].publish(bytes(raw))
+    except Exception as exc:
+        raise BagError(f"replaying {bag} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        reader.close()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    return published_at
+
+
+def _seed_messages(frames, point_query, box_query) -> dict[int, list]:
+    """GT queries as the node's seed clouds, keyed by the stamp of the frame they belong to."""
+    from ..ros import messages
+    out: dict[int, list] = {}
+    stamps = [f.stamp_ns for f in frames]
+    for kind, query in (("points", point_query), ("boxes", box_query)):
+        if query is None:
+            continue
+        values, first, _ = query
+        for f in np.unique(first):
+            ids = np.flatnonzero(first == f).astype(np.uint32)
+            ones = np.ones(len(ids))
+            records = pack_points(ids, values[ids], ones, ones) if kind == "points" else \
+                pack_boxes(ids, values[ids], ones, ones)
+            header = messages.header_at(stamps[int(f)], frames[int(f)].frame_id)
+            out.setdefault(stamps[int(f)], []).append((kind, messages.track_cloud(records, header)))
+    return out
+
+
+def _write_bag(path: Path, recorded: dict, serialize) -> None:
+    """The node's outputs as a rosbag2 (mcap), stamped with their receive time."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    if path.exists():
+        shutil.rmtree(path)
+    store = typestore()
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, msgtype in OUTPUT_TOPICS.items():
+            if not recorded[topic]:
+                continue
+            conn = writer.add_connection(topic if topic.startswith("/") else f"/{topic}", msgtype, typestore=store)
+            for received, msg in recorded[topic]:
+                writer.write(conn, int(received * 1e9), serialize(msg))
+
+
+def _predictions(frames, recorded: dict, published_at: dict[int, float], point_query, box_query):
+    from ..ros.messages import stamp_ns
+    stamps = np.array([f.stamp_ns for f in frames], np.int64)
+    index = {int(s): i for i, s in enumerate(stamps)}
+    depth = poses = None
+    latency = []
+    for received, msg in recorded["depth/image"]:
+        i = index.get(stamp_ns(msg.header))
+        if i is None:
+            continue
+        if depth is None:
+            depth = np.full((len(frames), msg.height, msg.width), np.nan, np.float32)
+        depth[i] = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
+        if int(stamps[i]) in published_at:
+            latency.append((received - published_at[int(stamps[i])]) * 1e3)
+    if recorded["odometry"]:
+        from scipy.spatial.transform import Rotation
+        poses = np.full((len(frames), 4, 4), np.nan)
+        for _, msg in recorded["odometry"]:
+            i = index.get(stamp_ns(msg.header))
+            if i is None:
+                continue
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            poses[i] = np.eye(4)
+            poses[i, :3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+            poses[i, :3, 3] = [p.x, p.y, p.z]
+    point_tracks, point_visible = _cloud_tracks(recorded["tracks/points"], index, point_query, POINT_DTYPE,
+                                                ("u", "v"))
+    boxes, box_visible = _cloud_tracks(recorded["tracks/boxes"], index, box_query, BOX_DTYPE,
+                                       ("u_min", "v_min", "u_max", "v_max"))
+    latency_summary = {"p50": round(float(np.percentile(latency, 50)), 1), "p99": round(float(np.percentile(latency, 99)), 1),
+                       "frames": len(latency)} if latency else None
+    pred = Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, StreamStats())
+    return pred, latency_summary
+
+
+def _cloud_tracks(recorded, index, query, layout, fields):
+    if query is None:
+        return None, None
+    from ..ros.messages import cloud_fields, stamp_ns
+    n = len(query[0])
+    values = np.zeros((n, len(index), len(fields)), np.float32)
+    visible = np.zeros((n, len(index)), bool)
+    for _, msg in recorded:
+        f = index.get(stamp_ns(msg.header))
+        if f is None:
+            continue
+        records = unpack(cloud_fields(msg), msg.point_step, bytes(msg.data), layout)
+        ids = records["track_id"].astype(int)
+        keep = ids < n
+        values[ids[keep], f] = np.stack([records[name] for name in fields], -1)[keep]
+        visible[ids[keep], f] = records["visible"][keep].astype(bool)
+    return values, visible

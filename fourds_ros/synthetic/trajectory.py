@@ -1,0 +1,81 @@
+"""Smooth random camera and object paths, with rotation-only and static stretches for the camera."""
+from __future__ import annotations
+
+import numpy as np
+
+from .scene import ROOM_HALF
+
+
+def smooth_signal(rng: np.random.Generator, t: np.ndarray, dims: int, components: int = 3,
+                  max_frequency: float = 0.1) -> np.ndarray:
+    """`(len(t), dims)` sums of random sinusoids, bounded by [-1, 1] whatever the length of `t`.
+
+    Normalised by the sum of the amplitudes (not the observed maximum), so speeds do not depend on the
+    clip length: at most `2 pi max_frequency` per second.
+    """
+    out = np.zeros((len(t), dims))
+    total = np.zeros(dims)
+    for _ in range(components):
+        freq = rng.uniform(0.3 * max_frequency, max_frequency, dims)
+        phase = rng.uniform(0, 2 * np.pi, dims)
+        amplitude = rng.uniform(0.3, 1.0, dims)
+        out += amplitude * np.sin(2 * np.pi * freq * t[:, None] + phase)
+        total += amplitude
+    return out / total
+
+
+def motion_clock(rng: np.random.Generator, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Two warped clocks: position time and look-at time. Stretches are 'move', 'rotate' or 'static'.
+
+    The rates are smoothed with a short ramp so that speed changes are gradual.
+    """
+    kinds, position_rate, target_rate = [], np.zeros(frames), np.zeros(frames)
+    i = 0
+    while i < frames:
+        length = int(rng.integers(max(frames // 6, 8), max(frames // 3, 9)))
+        # Open with motion (so every clip has translation to score); then any kind of stretch.
+        kind = "move" if i == 0 else rng.choice(["move", "move", "rotate", "static"])
+        position_rate[i:i + length] = 1.0 if kind == "move" else 0.0
+        target_rate[i:i + length] = 0.0 if kind == "static" else 1.0
+        kinds += [kind] * min(length, frames - i)
+        i += length
+    ramp = np.hanning(7)
+    ramp /= ramp.sum()
+    position_rate = np.convolve(position_rate, ramp, mode="same")
+    target_rate = np.convolve(target_rate, ramp, mode="same")
+    return np.cumsum(position_rate) / fps, np.cumsum(target_rate) / fps, kinds
+
+
+def camera_path(rng: np.random.Generator, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Camera positions and look-at targets `(frames, 3)` inside the room."""
+    position_clock, target_clock, kinds = motion_clock(rng, frames, fps)
+    centre = np.array([*rng.uniform(-1, 1, 2), 1.4])
+    # Up to ~1.3 m/s and ~60 deg/s: a robot's camera, trackable at 30 Hz.
+    position = centre + smooth_signal(rng, position_clock, 3, max_frequency=0.1) * [2.0, 2.0, 0.3]
+    direction = smooth_signal(rng, target_clock, 2, max_frequency=0.1) * [np.pi, 1.0]
+    direction[:, 0] += rng.uniform(-np.pi, np.pi)
+    target = position.copy()
+    target[:, 0] += 3 * np.cos(direction[:, 0])
+    target[:, 1] += 3 * np.sin(direction[:, 0])
+    target[:, 2] = 0.8 + 0.5 * direction[:, 1]
+    limit = ROOM_HALF - 0.6
+    position[:, :2] = position[:, :2].clip(-limit, limit)
+    return position, target, kinds
+
+
+def object_path(rng: np.random.Generator, frames: int, fps: float, start: np.ndarray, height: float) -> np.ndarray:
+    """A moving object's positions `(frames, 3)`: a smooth wander on the floor around `start`."""
+    t = np.arange(frames) / fps
+    offset = smooth_signal(rng, t, 2, max_frequency=0.15) * rng.uniform(0.8, 2.0)
+    xy = (start[:2] + offset).clip(-ROOM_HALF + 0.7, ROOM_HALF - 0.7)
+    return np.column_stack([xy, np.full(frames, height)])
+
+
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """MuJoCo camera orientation (x right, y up, looking along -z) as a 3x3 matrix."""
+    forward = target - position
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    return np.column_stack([right, up, -forward])
