@@ -62,11 +62,12 @@ def test_tracked_points_land_on_their_object_and_static_points_stay_put(sequence
         frames = np.flatnonzero(sequence.point_visible[n])
         obj = sequence.point_object[n]
         if obj >= 0:
+            # Boxes of objects showing fewer than MIN_BOX_PIXELS pixels are marked invisible: compare the rest.
+            frames = frames[sequence.box_visible[obj, frames]]
             boxes = sequence.boxes[obj, frames]
             x, y = sequence.point_tracks[n, frames].T
             inside = (x >= boxes[:, 0] - 1) & (x <= boxes[:, 2] + 1) & (y >= boxes[:, 1] - 1) & (y <= boxes[:, 3] + 1)
             assert inside.all(), f"track {n} leaves the box of {sequence.box_names[obj]}"
-            assert sequence.box_visible[obj, frames].all()
             on_objects += len(frames)
         else:
             # A point of the static scene: back-projected through the depth it lands on, it stays in place.
