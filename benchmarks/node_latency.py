@@ -12,8 +12,6 @@ minute's (after warm-up). Prints JSON and writes benchmarks/results/node-<device
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from fourds_ros.ros.messages import stamp_ns  # noqa: E402
 from fourds_ros.synthetic_clip import moving_pattern_clip  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from runtime_latency import cpu_name  # noqa: E402
+from common import cpu_name, write_result  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -113,11 +111,7 @@ def main() -> None:
                            "last_minute_mean": round(float(last.mean()), 1), "max": round(float(mem[:, 1].max()), 1),
                            "flat": bool(abs(last.mean() - first.mean()) <= 0.05 * first.mean())},
     }
-    out = args.out or REPO / "benchmarks" / "results" / f"node-{re.sub(r'[^A-Za-z0-9]+', '-', cpu_name()).strip('-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2)
-    out.write_text(text + "\n")
-    print(text)
+    write_result(report, "node", cpu_name(), args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,9 @@ from fourds_ros.model.presets import DEFAULT_PRESET, preset  # noqa: E402
 from fourds_ros.runtime import create_backend, pad_queries  # noqa: E402
 from fourds_ros.runtime.flops import window_flops  # noqa: E402
 from fourds_ros.runtime.graph import InferenceGraph  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import cpu_name, write_result  # noqa: E402
 
 HEADS = ("depth", "pose", "points", "boxes")
 
@@ -77,16 +79,6 @@ def matmul_peak_tflops(device: str, dtype: torch.dtype) -> float:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = time_calls(lambda: a @ b, iters=10 if device == "cuda" else 5, warmup=3, sync=sync)
     return 2 * n ** 3 / (min(times) / 1e3) / 1e12
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def bench_cpu(name: str, config: ModelConfig, model_dir: Path, args, peak: float) -> list[dict]:
@@ -202,11 +194,7 @@ def main() -> None:
     if not gpu:
         speedups = [r["speedup_vs_torch_eager"] for r in report["results"] if "speedup_vs_torch_eager" in r]
         report["target_onnxruntime_1.25x_faster_than_torch"] = all(s >= 1.25 for s in speedups)
-    out = args.out or REPO / "benchmarks" / "results" / f"runtime-{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2)
-    out.write_text(text + "\n")
-    print(text)
+    write_result(report, "runtime", device, args.out)
 
 
 if __name__ == "__main__":

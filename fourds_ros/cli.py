@@ -200,27 +200,32 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(summary(report, args.out))
 
 
+# (label, metric group, keys into the group, baseline and its name, unit): the numbers a summary shows.
+HEADLINES = [
+    ("depth AbsRel (median-aligned per frame)", "depth", ("median_per_frame", "abs_rel"), "constant_depth",
+     "constant depth", ""),
+    ("egomotion ATE (Sim3)", "egomotion", ("ate_rmse_m",), "orb_essential_vo", "ORB VO", " m"),
+    ("points average Jaccard", "point_tracks", ("average_jaccard",), "lucas_kanade", "Lucas-Kanade", ""),
+    ("boxes mean IoU", "box_tracks", ("mean_iou",), None, None, ""),
+]
+
+
 def summary(report: dict, out: Path) -> str:
     """A few lines a person reads: the headline numbers next to the baselines, and where the files are."""
+    def value(group: dict, keys: tuple[str, ...]) -> float:
+        for key in keys:
+            group = group[key]
+        return group
+
     lines = [f"{report['frames']} frames of {report['image_topic']} through {report['backend']}"]
-    m, b = report["model_metrics"], report.get("baselines", {})
-    if "depth" in m:
-        line = f"  depth AbsRel (median-aligned per frame): model {m['depth']['median_per_frame']['abs_rel']:.3f}"
-        if "constant_depth" in b:
-            line += f", constant depth {b['constant_depth']['depth']['median_per_frame']['abs_rel']:.3f}"
+    model, baselines = report["model_metrics"], report.get("baselines", {})
+    for label, group, keys, baseline, baseline_name, unit in HEADLINES:
+        if group not in model:
+            continue
+        line = f"  {label}: model {value(model[group], keys):.3f}{unit}"
+        if baseline in baselines:
+            line += f", {baseline_name} {value(baselines[baseline][group], keys):.3f}{unit}"
         lines.append(line)
-    if "egomotion" in m:
-        line = f"  egomotion ATE (Sim3): model {m['egomotion']['ate_rmse_m']:.3f} m"
-        if "orb_essential_vo" in b:
-            line += f", ORB VO {b['orb_essential_vo']['egomotion']['ate_rmse_m']:.3f} m"
-        lines.append(line)
-    if "point_tracks" in m:
-        line = f"  points average Jaccard: model {m['point_tracks']['average_jaccard']:.3f}"
-        if "lucas_kanade" in b:
-            line += f", Lucas-Kanade {b['lucas_kanade']['point_tracks']['average_jaccard']:.3f}"
-        lines.append(line)
-    if "box_tracks" in m:
-        lines.append(f"  boxes mean IoU: model {m['box_tracks']['mean_iou']:.3f}")
     lines += [f"  note: {n}" for n in report.get("notes", [])]
     lines.append(f"report: {out / 'metrics.json'} ({', '.join(v for k, v in report['files'].items() if k != 'metrics')})")
     return "\n".join(lines)
@@ -239,6 +244,17 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 # Parser ---------------------------------------------------------------------
+def _bag_arguments(p: argparse.ArgumentParser) -> None:
+    """What `eval` and `replay` both take."""
+    p.add_argument("bag", type=Path)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
+    p.add_argument("--window-hop", type=int, default=4)
+    p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fourds-ros", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -296,26 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("eval", help="score the node's pipeline on a bag against its ground truth")
-    p.add_argument("bag", type=Path)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="report directory")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
-    p.add_argument("--window-hop", type=int, default=4)
+    _bag_arguments(p)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("replay", help="play a bag over ROS 2 into the real node, record its outputs and score them")
-    p.add_argument("bag", type=Path)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="report directory (the recorded outputs bag goes there)")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--image-topic")
+    _bag_arguments(p)
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
-    p.add_argument("--window-hop", type=int, default=4)
     p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the replay graph")
-    p.add_argument("--video", action="store_true")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("export", help="export a model directory to an ONNX graph (+ a JSON record)")

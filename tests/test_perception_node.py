@@ -65,6 +65,14 @@ def image_folder(path, frames: int, height: int = 96, width: int = 128):
     return path
 
 
+def play_frames(processes, domain, tmp_path, frames: int, timeout: float, *extra: str) -> None:
+    """video_publisher streams `frames` procedural frames at 30 Hz (once the node and the listener subscribe)."""
+    publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', frames)}",
+                                                "-p", "wait_for_subscribers:=2", *extra], domain, tmp_path)
+    processes.append(publisher)
+    assert publisher.wait(timeout) == 0, publisher.log()
+
+
 def last_diagnostics(listener) -> dict[str, str]:
     msgs = listener.messages("/diagnostics")
     return diagnostics_values(msgs[-1]) if msgs else {}
@@ -185,10 +193,7 @@ def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
     node.wait_for_log("ready:")
     listener = TopicRecorder(domain, OUTPUTS)
     try:
-        publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 32)}",
-                                                "-p", "wait_for_subscribers:=2"], domain, tmp_path)
-        processes.append(publisher)
-        assert publisher.wait(30) == 0
+        play_frames(processes, domain, tmp_path, 32, timeout=30)
         listener.wait_until(lambda: int(last_diagnostics(listener).get("windows_nonfinite", 0)) >= 2, 20,
                             "non-finite windows counted")
     finally:
@@ -208,10 +213,7 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     node.wait_for_log("ready:", timeout=120)
     listener = TopicRecorder(domain, OUTPUTS)
     try:
-        publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', 90)}",
-                                                "-p", "wait_for_subscribers:=2"], domain, tmp_path)
-        processes.append(publisher)
-        assert publisher.wait(60) == 0
+        play_frames(processes, domain, tmp_path, 90, timeout=60)
         listener.wait_until(settled(listener), 30, "the node to catch up")
     finally:
         listener.close()

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from conftest import PARITY_RTOL, cli, relative_error, tiny_config
 from fourds_ros.model import FourDS, import_official, save_model_dir
 from fourds_ros.runtime import BackendError, create_backend, pad_queries
-from fourds_ros.runtime.export import export_onnx, find_or_export, read_record, sha256_file
+from fourds_ros.hashing import sha256_file
+from fourds_ros.runtime.export import export_onnx, find_or_export, read_record
 from fourds_ros.runtime.graph import INVALID_LOGIT
 
 HEAD_OUTPUTS = ["depth", "pose", "points", "points_visible_logit", "boxes", "boxes_visible_logit"]

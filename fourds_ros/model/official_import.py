@@ -10,7 +10,6 @@ anything is written.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..hashing import sha256_file
 from .config import ClipConfig, EncoderConfig, ModelConfig, ReadoutConfig
 from .fourds import FourDS, resize_tables
 from .model_dir import check_state_dict, describe_mismatch, save_model_dir
@@ -182,14 +182,6 @@ def import_official(checkpoint: Path, out: Path, *, clip: ClipConfig | None = No
     state.update(fresh)
     check_state_dict(model, state, str(checkpoint))
     model.load_state_dict(state)
-    metadata = {"source": checkpoint.name, "source_sha256": _sha256(checkpoint), "imported_clip": vars(source.clip),
+    metadata = {"source": checkpoint.name, "source_sha256": sha256_file(checkpoint), "imported_clip": vars(source.clip),
                 "added_heads": sorted(set(add_heads) - set(source.heads))}
     return save_model_dir(model, out, metadata, overwrite=overwrite)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -29,6 +29,7 @@ from ..streaming.pipeline import FrameOutput
 from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
 from . import messages
 from .parameters import Param, ParameterError, declare_all
+from .run import run_node
 
 try:  # optional message packages of a full ROS 2 install
     from tf2_msgs.msg import TFMessage
@@ -274,21 +275,7 @@ class PerceptionNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PerceptionNode()
-    except (ParameterError, BackendError, ModelDirError, ValueError) as exc:
-        print(f"perception_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PerceptionNode, "perception_node", (ParameterError, BackendError, ModelDirError, ValueError), args)
 
 
 if __name__ == "__main__":

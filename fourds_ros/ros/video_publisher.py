@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from . import messages
 from .parameters import Param, ParameterError, declare_all
 from .perception_node import RELIABILITY, qos
+from .run import run_node
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PARAMETERS = [
@@ -122,21 +123,7 @@ class VideoPublisher(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = VideoPublisher()
-    except ParameterError as exc:
-        print(f"video_publisher: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, SystemExit, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(VideoPublisher, "video_publisher", (ParameterError,), args)
 
 
 if __name__ == "__main__":

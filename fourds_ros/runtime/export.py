@@ -1,7 +1,6 @@
 """ONNX export: one static-shape graph per (clip, heads, batch), with a JSON record beside it."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -12,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..hashing import sha256_file
 from ..model import ClipConfig, FourDS, ModelConfig, load_model_dir
 from ..model.fourds import resize_tables
 from ..model.model_dir import WEIGHTS_FILE
@@ -39,14 +39,6 @@ class GraphSpec:
         t, h, w = self.clip
         suffix = "-f32in" if self.float_input else ""
         return f"fourds-{t}x{h}x{w}-{'+'.join(self.heads)}-b{self.batch}{suffix}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def at_clip(model: FourDS, clip: tuple[int, int, int] | None) -> FourDS:
