@@ -1,0 +1,1 @@
+"""Offline training: sharded MAE pretraining, distillation into a small student, readout training."""

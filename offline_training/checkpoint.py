@@ -1,0 +1,87 @@
+"""Sharded checkpoints with torch.distributed.checkpoint, written atomically, the last K kept.
+
+A checkpoint is written to `step_<N>.tmp/` and renamed to `step_<N>/` by rank 0 after every rank has
+finished and the COMPLETE marker is in place; a directory without the marker (a crash mid-save) is never
+picked for resume. Beside the sharded model and optimizer it holds the scheduler, the step (which is the
+data position) and every rank's RNG states.
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+MARKER = "COMPLETE"
+_NAME = re.compile(r"^step_(\d{8})$")
+
+
+def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / MARKER).is_file()]
+    return sorted(found)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = complete_checkpoints(Path(root))
+    return found[-1][1] if found else None
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler, keep: int) -> Path:
+    root = Path(root)
+    rank = dist.get_rank()
+    final = root / f"step_{step:08d}"
+    tmp = root / f"step_{step:08d}.tmp"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    dist.barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
+    torch.save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+    if rank == 0:
+        torch.save({"step": step, "scheduler": scheduler.state_dict()}, tmp / "trainer.pt")
+    dist.barrier()
+    if rank == 0:
+        (tmp / MARKER).write_text(f"{step}\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for _, old in complete_checkpoints(root)[:-keep]:
+            shutil.rmtree(old)
+    dist.barrier()
+    return final
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> int:
+    """Restore everything saved by `save_checkpoint`; returns the step to continue from."""
+    path = Path(path)
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trainer = torch.load(path / "trainer.pt", weights_only=False)
+    scheduler.load_state_dict(trainer["scheduler"])
+    rng_file = path / f"rng_rank{dist.get_rank()}.pt"
+    if rng_file.is_file():
+        rng = torch.load(rng_file, weights_only=False)
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(trainer["step"])

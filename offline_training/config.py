@@ -1,0 +1,146 @@
+"""Training configuration: one YAML file per run (config/training/*.yaml), validated on load."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class TrainConfigError(ValueError):
+    """A training config value is missing, unknown or out of range."""
+
+
+@dataclasses.dataclass
+class ModelSection:
+    size: str = "Ti"  # ViT size of the encoder (student for distillation)
+    clip: tuple[int, int, int] = (16, 64, 64)
+    readout_params: int = 128
+    readout_heads: int = 4
+    heads: tuple[str, ...] = ("depth", "pose", "points", "boxes")
+    init_from: str = ""  # a model directory to start from (encoder, and heads when present)
+
+
+@dataclasses.dataclass
+class DataSection:
+    sources: tuple[str, ...] = ()  # folders of videos, rosbag2 directories, or folders of .npz shards
+    frame_stride: int = 1
+    crop_scale: tuple[float, float] = (0.6, 1.0)
+    flip: bool = True
+    workers: int = 0
+    image_topic: str = ""
+
+
+@dataclasses.dataclass
+class OptimSection:
+    lr: float = 1.5e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass
+class MaeSection:
+    mask_ratio: float = 0.95
+    decoder_width: int = 384
+    decoder_layers: int = 4
+    decoder_heads: int = 6
+    norm_pixel_loss: bool = True
+
+
+@dataclasses.dataclass
+class DistillSection:
+    teacher: str = ""  # model directory of the frozen teacher
+    student_mask_ratio: float = 0.0
+
+
+@dataclasses.dataclass
+class ReadoutSection:
+    finetune_encoder: bool = False
+    depth_weight: float = 1.0
+    pose_weight: float = 1.0
+    points_weight: float = 1.0
+    boxes_weight: float = 1.0
+    points_per_clip: int = 32
+    depth_init: float = 2.0  # metres: a fresh depth head starts here (a zero start sits in the log loss's clamp)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    task: str = "pretrain"  # pretrain | distill | readouts
+    out_dir: str = "runs/default"
+    seed: int = 0
+    steps: int = 1000
+    stop_after: int = 0  # stop (with a checkpoint) once this step is done, as a preemption would; 0: never
+    batch_size: int = 8  # global, split across ranks
+    bf16: bool = True  # autocast on CUDA (loss and softmax stay float32)
+    activation_checkpointing: bool = False
+    shard: bool = True  # FSDP2; False trains an unsharded replica (single process)
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    mae: MaeSection = dataclasses.field(default_factory=MaeSection)
+    distill: DistillSection = dataclasses.field(default_factory=DistillSection)
+    readouts: ReadoutSection = dataclasses.field(default_factory=ReadoutSection)
+
+    def validate(self) -> None:
+        if self.task not in ("pretrain", "distill", "readouts"):
+            raise TrainConfigError(f"task must be pretrain, distill or readouts, got {self.task!r}")
+        for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.mae.mask_ratio < 1:
+            raise TrainConfigError(f"mae.mask_ratio must be in [0, 1), got {self.mae.mask_ratio}")
+        if self.task == "distill" and not self.distill.teacher:
+            raise TrainConfigError("distill.teacher: a teacher model directory is required for distillation")
+        if not self.data.sources:
+            raise TrainConfigError("data.sources: at least one video folder, bag or shard folder is required")
+
+
+def _build(kind: type, values: dict[str, Any] | None, where: str):
+    values = values or {}
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise TrainConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    out = {}
+    for key, value in values.items():
+        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
+        if isinstance(value, list):
+            value = tuple(value)
+        if dataclasses.is_dataclass(fields[key].default_factory() if fields[key].default_factory
+                                    is not dataclasses.MISSING else None):
+            value = _build(type(fields[key].default_factory()), value, f"{where}.{key}")
+        elif default is not None and isinstance(default, (int, float)) and not isinstance(default, bool) \
+                and not isinstance(value, (int, float)):
+            try:  # YAML 1.1 reads 3e-3 (no dot) as a string
+                value = type(default)(float(value)) if isinstance(default, float) else int(value)
+            except (TypeError, ValueError):
+                raise TrainConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
+        out[key] = value
+    return kind(**out)
+
+
+def load_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
+    """Load a YAML config; `overrides` are `section.key=value` strings (YAML values)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise TrainConfigError(f"config {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"config {path} is not valid YAML: {exc}") from None
+    for item in overrides:
+        key, _, value = item.partition("=")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(value)
+    config = _build(TrainConfig, data, Path(path).name)
+    config.validate()
+    return config
