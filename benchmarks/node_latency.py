@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from fourds_ros.model import FourDS, save_model_dir  # noqa: E402
 from fourds_ros.model.presets import DEFAULT_PRESET, preset  # noqa: E402
-from fourds_ros.ros.graph import NodeProcess, TopicRecorder, diagnostics_values  # noqa: E402
+from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values  # noqa: E402
 from fourds_ros.ros.messages import stamp_ns  # noqa: E402
 from fourds_ros.synthetic_clip import moving_pattern_clip  # noqa: E402
 
@@ -46,7 +46,8 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of streaming (>= 300 for the record)")
-    parser.add_argument("--model", type=Path, help="model directory (default: the embedded preset, random weights)")
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default" if (REPO / "models" / "default").is_dir()
+                        else None, help="model directory (default: models/default, else the preset with random weights)")
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--size", default="480x640", help="camera image HxW")
     parser.add_argument("--domain", type=int, default=87)

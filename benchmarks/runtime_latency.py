@@ -194,7 +194,8 @@ def main() -> None:
     if not gpu:
         speedups = [r["speedup_vs_torch_eager"] for r in report["results"] if "speedup_vs_torch_eager" in r]
         report["target_onnxruntime_1.25x_faster_than_torch"] = all(s >= 1.25 for s in speedups)
-    write_result(report, "runtime", device, args.out)
+    write_result(report, "runtime" if args.sizes == "default,S,B" else f"runtime-{args.sizes.replace(',', '-')}", device,
+                 args.out)
 
 
 if __name__ == "__main__":

@@ -126,50 +126,28 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"  {kind}: " + ", ".join(f"{n} {v['dtype']}{v['shape']}" for n, v in record[kind].items()))
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """Run a model end to end on a procedural clip with the embedded default backend and summarise."""
-    import time
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "models" / "default"
+SAMPLE_BAG = REPO_ROOT / "data" / "sample_bag"
 
-    from .model import FourDS, save_model_dir
-    from .model.presets import DEFAULT_PRESET, preset
-    from .model.queries import centre_box_query, grid_point_queries
-    from .runtime import create_backend, pad_queries
-    from .synthetic_clip import moving_pattern_clip
-    out = args.out
-    model_dir = args.model
-    if model_dir is None:
-        model_dir = out / "model"
-        if not (model_dir / "model.safetensors").is_file():
-            model = FourDS(preset(DEFAULT_PRESET))
-            model.reset_parameters(0)
-            save_model_dir(model, model_dir, {"source": "random init", "preset": DEFAULT_PRESET}, overwrite=True)
-        print(f"model: {model_dir} (preset {DEFAULT_PRESET}, untrained weights: shapes and speed are real, "
-              "outputs are not meaningful until a trained model is given with --model)")
-    started = time.perf_counter()
-    backend = create_backend(args.backend, model_dir, **({"threads": args.threads} if args.threads else {}))
-    print(f"backend: {backend.description} (ready in {time.perf_counter() - started:.1f} s)")
-    t, h, w = backend.spec.clip
-    window = moving_pattern_clip(t, h, w)[None]
-    from .model.model_dir import load_config
-    config = load_config(model_dir)
-    per_side = min(4, int(backend.spec.max_points ** 0.5))
-    queries = pad_queries(backend.spec, grid_point_queries(config, per_side)[0] if per_side else None,
-                          centre_box_query(config)[0] if backend.spec.max_boxes else None)
-    backend.run(window, queries)
-    times = []
-    for _ in range(args.windows):
-        start = time.perf_counter()
-        result = backend.run(window, queries)
-        times.append((time.perf_counter() - start) * 1e3)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "outputs.npz", window=window, **result)
-    for name, value in result.items():
-        finite = np.isfinite(value).all()
-        print(f"  {name:22s} {str(value.shape):22s} range [{value.min():.3g}, {value.max():.3g}]"
-              f"{'' if finite else '  NOT FINITE'}")
-    print(f"latency per {t}x{h}x{w} window: p50 {np.percentile(times, 50):.1f} ms, "
-          f"max {max(times):.1f} ms over {len(times)} windows")
-    print(f"outputs: {out / 'outputs.npz'}")
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The sample bag replayed through the real node with the default model, recorded, scored, summarised."""
+    from .evaluation.replay import replay
+    for what, path in (("model", args.model), ("bag", args.bag)):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"demo {what} {path} does not exist")
+    print(f"replaying {args.bag} into perception_node ({args.backend}, model {args.model}) ...", flush=True)
+    report = replay(args.bag, args.model, args.out, backend=args.backend, domain=args.domain, video=True)
+    print(summary(report, args.out))
+    latency = report["runtime"]["end_to_end_latency_ms"]
+    diag = report["runtime"]["node_diagnostics"]
+    if latency:
+        print(f"  node: end-to-end latency p50 {latency['p50']} ms, p99 {latency['p99']} ms, window latency mean "
+              f"{diag.get('window_latency_mean_ms')} ms; dropped windows {diag.get('windows_dropped')}")
+    print(f"  recorded node outputs: {args.out / report['outputs_bag']}")
+    if "video" in report["files"]:
+        print(f"  side-by-side video: {args.out / report['files']['video']}")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -185,10 +163,13 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_synth(args: argparse.Namespace) -> None:
     from .synthetic.generator import generate
     from .synthetic.writers import write_bag, write_shard
+    if args.out is None and args.shard is None:
+        raise ValueError("nothing to write: give --out (a bag) and/or --shard (a training shard)")
     seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points)
-    write_bag(seq, args.out, overwrite=args.overwrite)
-    print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
-          f"tracks, {len(seq.boxes)} objects, seed {args.seed}")
+    if args.out is not None:
+        write_bag(seq, args.out, overwrite=args.overwrite)
+        print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
+              f"tracks, {len(seq.boxes)} objects, seed {args.seed}")
     if args.shard:
         print(f"wrote {write_shard(seq, args.shard)}")
 
@@ -292,16 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the backend's default)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="run the embedded default end to end on a procedural clip")
-    p.add_argument("--model", type=Path, help="model directory (default: the embedded preset)")
+    p = sub.add_parser("demo", help="replay the sample bag through the node with the default model and score it")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--bag", type=Path, default=SAMPLE_BAG)
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--windows", type=int, default=10, help="timed windows")
+    p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the demo graph")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="render a synthetic sequence with 4D ground truth into a rosbag2 (mcap)")
-    p.add_argument("--out", type=Path, required=True, help="bag directory to write")
+    p.add_argument("--out", type=Path, help="bag directory to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=96)
     p.add_argument("--size", type=_size, default=(96, 128), help="HxW")

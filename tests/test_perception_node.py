@@ -19,7 +19,7 @@ from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
 from fourds_ros.synthetic_clip import moving_pattern_clip
 from fourds_ros.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
-from fourds_ros.ros.graph import NodeProcess, TopicRecorder, diagnostics_values
+from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values
 from ros_helpers import REPO, next_domain
 
 PARAMS_FILE = REPO / "config" / "perception.yaml"
@@ -204,8 +204,8 @@ def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
 
 def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     """The embedded preset (~65 ms a window) asked for a window every frame at 30 Hz."""
-    from fourds_ros.model.presets import DEFAULT_PRESET, preset
-    model = FourDS(preset(DEFAULT_PRESET))
+    from fourds_ros.model.presets import preset
+    model = FourDS(preset("embedded-ti-128"))
     model.reset_parameters(0)
     model_dir = save_model_dir(model, tmp_path / "embedded")
     domain = next_domain()

@@ -189,14 +189,3 @@ def test_analytic_flops_match_torch_flop_counter():
         graph(*graph.example_inputs())
     analytic, measured = window_flops(config)["total"], counter.get_total_flops()
     assert abs(analytic - measured) / measured < 0.01, (analytic, measured)
-
-
-def test_demo_runs_the_default_backend_end_to_end(tmp_path):
-    model = FourDS(tiny_config())
-    model.reset_parameters(1)
-    model_dir = save_model_dir(model, tmp_path / "model")
-    result = cli("demo", "--model", model_dir, "--out", tmp_path / "demo", "--windows", "2")
-    assert "onnxruntime" in result.stdout and "latency per 4x32x32 window" in result.stdout
-    with np.load(tmp_path / "demo" / "outputs.npz") as out:
-        assert out["depth"].shape == (1, 4, 32, 32, 1) and np.isfinite(out["depth"]).all()
-        assert out["window"].dtype == np.uint8

@@ -206,8 +206,8 @@ def test_non_finite_outputs_drop_the_window(tmp_path):
 
 def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
     """The embedded preset (~65 ms a window here) with a new window every frame at 30 Hz: slower than real time."""
-    from fourds_ros.model.presets import DEFAULT_PRESET, preset
-    model = FourDS(preset(DEFAULT_PRESET))
+    from fourds_ros.model.presets import preset
+    model = FourDS(preset("embedded-ti-128"))
     model.reset_parameters(0)
     collector = Collector()
     emitted_at = {}

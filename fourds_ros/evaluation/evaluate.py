@@ -91,6 +91,13 @@ def score(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_ind
     return out, notes
 
 
+def score_with_queries(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_query,
+                       box_query) -> tuple[dict, list[str]]:
+    """`score` with the (values, query frames, track indices) triples of `AlignedTruth.queries`."""
+    return score(pred, truth, frames, point_query[2] if point_query else None, box_query[2] if box_query else None,
+                 point_query[1] if point_query else None, box_query[1] if box_query else None)
+
+
 def score_baselines(frames: list[Frame], truth: AlignedTruth, point_query) -> tuple[dict, dict]:
     """The baselines' scores, and their predictions (for the report's figures)."""
     rgb = [f.rgb() for f in frames]
@@ -134,9 +141,7 @@ def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxrunt
                           point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0)
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
                        box_query[:2] if box_query else None, progress=progress)
-    scores, notes = score(pred, truth, frames, point_query[2] if point_query else None,
-                          box_query[2] if box_query else None, point_query[1] if point_query else None,
-                          box_query[1] if box_query else None)
+    scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
               "backend": engine.description, "window": {"len": spec.clip[0], "hop": window_hop},
               "model_metrics": scores, "runtime": runtime_summary(pred), "notes": notes}

@@ -20,7 +20,7 @@ from ..streaming import StreamStats
 from ..synthetic.writers import typestore
 from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
 from .bag_io import BagError, open_reader, read_bag
-from .evaluate import align_truth, score, score_baselines, write_report
+from .evaluate import align_truth, score_baselines, score_with_queries, write_report
 from .runner import Predictions
 
 log = logging.getLogger("fourds_ros.replay")
@@ -44,7 +44,7 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     from rclpy.serialization import serialize_message
 
     from ..model.model_dir import load_config
-    from ..ros.graph import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
+    from ..ros.processes import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
     from ..runtime.export import find_or_export
 
     if rate <= 0:
@@ -93,9 +93,7 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     _write_bag(output_bag, recorded, serialize_message)
     pred, latency = _predictions(frames, recorded, published_at, point_query, box_query)
     diag = diagnostics_values(recorded["/diagnostics"][-1][1]) if recorded["/diagnostics"] else {}
-    scores, notes = score(pred, truth, frames, point_query[2] if point_query else None,
-                          box_query[2] if box_query else None, point_query[1] if point_query else None,
-                          box_query[1] if box_query else None)
+    scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
               "backend": diag.get("backend", backend), "mode": f"replay over ROS 2 at rate {rate}",
               "window": {"len": config.clip.frames, "hop": window_hop}, "model_metrics": scores,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Held-out evaluation of models/default: synthetic bags with seeds never used in training (>= 1000),
+# scored with `fourds-ros eval` (model and classical baselines in the same report) into reports/heldout/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export MUJOCO_GL=egl
+bin=${BIN:-.venv/bin}
+mkdir -p reports/heldout
+for seed in 1001 1002 1003; do
+  bag=${TMPDIR:-/tmp}/fourds-heldout/seed$seed
+  [[ -d $bag ]] || "$bin/fourds-ros" synth --out "$bag" --seed $seed --frames 96 --size 96x128
+  "$bin/fourds-ros" eval "$bag" --model models/default --out reports/heldout/seed$seed
+done
+"$bin/python" - <<'PY'
+import json, pathlib
+rows = {}
+for path in sorted(pathlib.Path("reports/heldout").glob("seed*/metrics.json")):
+    r = json.loads(path.read_text())
+    m, b = r["model_metrics"], r["baselines"]
+    rows[path.parent.name] = {
+        "depth_abs_rel": {"model": m["depth"]["median_per_frame"]["abs_rel"],
+                          "constant_depth": b["constant_depth"]["depth"]["median_per_frame"]["abs_rel"]},
+        "ate_rmse_m": {"model": m["egomotion"]["ate_rmse_m"], "orb_vo": b["orb_essential_vo"]["egomotion"]["ate_rmse_m"]},
+        "points_average_jaccard": {"model": m["point_tracks"]["average_jaccard"],
+                                   "lucas_kanade": b["lucas_kanade"]["point_tracks"]["average_jaccard"]},
+        "points_position_accuracy": {"model": m["point_tracks"]["average_pts_within_thresh"],
+                                     "lucas_kanade": b["lucas_kanade"]["point_tracks"]["average_pts_within_thresh"]},
+        "points_occlusion_accuracy": {"model": m["point_tracks"]["occlusion_accuracy"],
+                                      "lucas_kanade": b["lucas_kanade"]["point_tracks"]["occlusion_accuracy"]},
+        "boxes_mean_iou": {"model": m["box_tracks"]["mean_iou"]},
+    }
+mean = {k: {who: sum(r[k][who] for r in rows.values()) / len(rows) for who in next(iter(rows.values()))[k]}
+        for k in next(iter(rows.values()))}
+summary = {"bags": rows, "mean": mean}
+pathlib.Path("reports/heldout/summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(mean, indent=2))
+PY
