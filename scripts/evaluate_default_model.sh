@@ -29,7 +29,11 @@ for path in sorted(pathlib.Path("reports/heldout").glob("seed*/metrics.json")):
                                       "lucas_kanade": b["lucas_kanade"]["point_tracks"]["occlusion_accuracy"]},
         "boxes_mean_iou": {"model": m["box_tracks"]["mean_iou"]},
     }
-mean = {k: {who: sum(r[k][who] for r in rows.values()) / len(rows) for who in next(iter(rows.values()))[k]}
+import math
+def nanmean(values):  # a bag where a metric is undefined (no scoreable box frames) does not sink the mean
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+mean = {k: {who: nanmean([r[k][who] for r in rows.values()]) for who in next(iter(rows.values()))[k]}
         for k in next(iter(rows.values()))}
 summary = {"bags": rows, "mean": mean}
 pathlib.Path("reports/heldout/summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -53,6 +53,14 @@ class DepthAligner:
         return float(scale), float(shift)
 
 
+def _to_rigid(pose: np.ndarray) -> np.ndarray:
+    """Project the rotation onto SO(3): composing float32 model rotations window after window drifts off it."""
+    from scipy.spatial.transform import Rotation
+    out = pose.copy()
+    out[:3, :3] = Rotation.from_matrix(pose[:3, :3]).as_matrix()
+    return out
+
+
 def _inverse(pose: np.ndarray) -> np.ndarray:
     out = np.eye(4)
     out[:3, :3] = pose[:3, :3].T
@@ -96,7 +104,7 @@ class Trajectory:
         out = {}
         for i, seq in enumerate(seqs):
             known = self.world_from_cam.get(seq)
-            out[seq] = known if known is not None else world_from_first @ poses[i]
+            out[seq] = known if known is not None else _to_rigid(world_from_first @ poses[i])
             self.world_from_cam[seq] = out[seq]
         while len(self.world_from_cam) > self.memory:
             self.world_from_cam.popitem(last=False)
