@@ -73,6 +73,17 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
         node.wait_for_log("ready:", timeout=300)
         types = {t: message_class(m) for t, m in OUTPUT_TOPICS.items()}
         recorder = TopicRecorder(domain, types)
+        # Play only once the recorder has discovered the node's publishers: discovery can take seconds on a
+        # loaded machine, and outputs sent before it are lost. (The node runs on sim time, so its periodic
+        # /diagnostics only start with the /clock of the playback and cannot serve as the signal.)
+        names = [t if t.startswith("/") else f"/{t}" for t in OUTPUT_TOPICS]
+        try:
+            recorder.wait_until(lambda: all(recorder.node.count_publishers(t) > 0 for t in names), 60,
+                                "perception_node's publishers")
+        except AssertionError:
+            raise RuntimeError(f"the replay graph did not connect: perception_node's outputs not discovered on ROS "
+                               f"domain {domain} within 60 s (node log: {node.log_path})") from None
+        time.sleep(0.5)  # discovered, now matched
         published_at = _play(bag, topic, rate, domain, point_query, box_query, frames)
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline:
@@ -130,8 +141,10 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
         seeds_points = node.create_publisher(PointCloud2, "tracks/point_seeds", 100)
         seeds_boxes = node.create_publisher(PointCloud2, "tracks/box_seeds", 100)
         image_pub = publishers[image_topic]
-        deadline = time.monotonic() + 30
-        while image_pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while image_pub.get_subscription_count() < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"perception_node did not subscribe to {image_topic} within 60 s")
             time.sleep(0.05)
         time.sleep(1.0)  # let the node's other subscriptions match too
         seeds = _seed_messages(frames, point_query, box_query)
@@ -152,6 +165,8 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
                     (seeds_points if kind == "points" else seeds_boxes).publish(cloud)
                 published_at[int(stamp)] = time.time()
             publishers[conn.topic].publish(bytes(raw))
+    except RuntimeError:
+        raise
     except Exception as exc:
         raise BagError(f"replaying {bag} failed: {type(exc).__name__}: {exc}") from None
     finally:
