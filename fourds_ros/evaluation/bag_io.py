@@ -72,7 +72,8 @@ def pick_image_topic(reader, requested: str | None) -> str:
     return TOPICS["image"] if TOPICS["image"] in candidates else sorted(candidates)[0]
 
 
-def _pose_matrix(pose) -> np.ndarray:
+def pose_matrix(pose) -> np.ndarray:
+    """A geometry_msgs/Pose (rclpy or rosbags) as a 4x4 matrix."""
     from scipy.spatial.transform import Rotation
     out = np.eye(4)
     q = pose.orientation
@@ -105,7 +106,7 @@ def read_bag(path: Path, image_topic: str | None = None) -> tuple[str, list[Fram
                     depth = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
                     gt.depth[_stamp(msg.header)] = depth
                 elif conn.topic == TOPICS["pose"]:
-                    gt.poses[_stamp(msg.header)] = _pose_matrix(msg.pose)
+                    gt.poses[_stamp(msg.header)] = pose_matrix(msg.pose)
                 elif conn.topic == TOPICS["camera_info"]:
                     if gt.intrinsics is None:
                         gt.intrinsics = np.asarray(msg.k, np.float64).reshape(3, 3)

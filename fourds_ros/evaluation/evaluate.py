@@ -37,6 +37,30 @@ class AlignedTruth:
         return values[index, first[index]], first[index], index
 
 
+POINT_FIELDS, BOX_FIELDS = ("u", "v"), ("u_min", "v_min", "u_max", "v_max")
+
+
+def records_to_tracks(table: dict[int, np.ndarray], stamps: list[int], fields: tuple[str, ...],
+                      count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-stamp track records (the PointCloud2 layouts) -> values `(N, F, len(fields))` and visibility `(N, F)`.
+
+    Track i is the record with track_id i; stamps missing from `table` and ids >= `count` are left out.
+    """
+    if count is None:
+        count = max((int(r["track_id"].max()) + 1 for r in table.values() if len(r)), default=0)
+    values = np.zeros((count, len(stamps), len(fields)), np.float32)
+    visible = np.zeros((count, len(stamps)), bool)
+    for f, s in enumerate(stamps):
+        r = table.get(s)
+        if r is None:
+            continue
+        ids = r["track_id"].astype(int)
+        keep = ids < count
+        values[ids[keep], f] = np.stack([r[name] for name in fields], -1)[keep]
+        visible[ids[keep], f] = r["visible"][keep].astype(bool)
+    return values, visible
+
+
 def align_truth(frames: list[Frame], gt: GroundTruth) -> AlignedTruth:
     stamps = [f.stamp_ns for f in frames]
 
@@ -48,18 +72,10 @@ def align_truth(frames: list[Frame], gt: GroundTruth) -> AlignedTruth:
     def tracks(table: dict, fields: tuple[str, ...]):
         if not table or not all(s in table for s in stamps):
             return None, None
-        n = max(int(r["track_id"].max()) + 1 if len(r) else 0 for r in table.values())
-        values = np.zeros((n, len(stamps), len(fields)), np.float32)
-        visible = np.zeros((n, len(stamps)), bool)
-        for f, s in enumerate(stamps):
-            r = table[s]
-            ids = r["track_id"].astype(int)
-            values[ids, f] = np.stack([r[name] for name in fields], -1)
-            visible[ids, f] = r["visible"].astype(bool)
-        return values, visible
+        return records_to_tracks(table, stamps, fields)
 
-    points, point_visible = tracks(gt.points, ("u", "v"))
-    boxes, box_visible = tracks(gt.boxes, ("u_min", "v_min", "u_max", "v_max"))
+    points, point_visible = tracks(gt.points, POINT_FIELDS)
+    boxes, box_visible = tracks(gt.boxes, BOX_FIELDS)
     return AlignedTruth(stack(gt.depth), stack(gt.poses), gt.intrinsics, points, point_visible, boxes, box_visible)
 
 

@@ -48,10 +48,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
 # Egomotion ---------------------------------------------------------------------
 def _trajectory(poses: np.ndarray, stamps_s: np.ndarray):
     from evo.core.trajectory import PoseTrajectory3D
-    from scipy.spatial.transform import Rotation
-    poses = np.array(poses, np.float64)
-    poses[:, :3, :3] = Rotation.from_matrix(poses[:, :3, :3]).as_matrix()  # float32 outputs: back onto SO(3)
-    return PoseTrajectory3D(poses_se3=list(poses), timestamps=np.asarray(stamps_s, np.float64))
+    return PoseTrajectory3D(poses_se3=list(np.asarray(poses, np.float64)), timestamps=np.asarray(stamps_s, np.float64))
 
 
 def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np.ndarray,

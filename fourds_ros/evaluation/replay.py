@@ -20,7 +20,8 @@ from ..streaming import StreamStats
 from ..synthetic.writers import typestore
 from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
 from .bag_io import BagError, open_reader, read_bag
-from .evaluate import align_truth, score_baselines, score_with_queries, write_report
+from .evaluate import BOX_FIELDS, POINT_FIELDS, align_truth, records_to_tracks, score_baselines, \
+    score_with_queries, write_report
 from .runner import Predictions
 
 log = logging.getLogger("fourds_ros.replay")
@@ -64,6 +65,8 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
             "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
             "-p", f"window_hop:={window_hop}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
             "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
+            # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
+            "-p", "output_depth:=200",
             "-p", "diagnostics_period:=0.5", "-r", f"image:={topic}", "-r", f"camera_info:={info_topic}"]
     if onnx_path is not None:
         args += ["-p", f"onnx_path:={onnx_path}"]
@@ -211,9 +214,10 @@ def _write_bag(path: Path, recorded: dict, serialize) -> None:
 
 
 def _predictions(frames, recorded: dict, published_at: dict[int, float], point_query, box_query):
-    from ..ros.messages import stamp_ns
-    stamps = np.array([f.stamp_ns for f in frames], np.int64)
-    index = {int(s): i for i, s in enumerate(stamps)}
+    from ..ros.messages import cloud_fields, stamp_ns
+    from .bag_io import pose_matrix
+    stamps = [f.stamp_ns for f in frames]
+    index = {s: i for i, s in enumerate(stamps)}
     depth = poses = None
     latency = []
     for received, msg in recorded["depth/image"]:
@@ -223,43 +227,26 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
         if depth is None:
             depth = np.full((len(frames), msg.height, msg.width), np.nan, np.float32)
         depth[i] = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
-        if int(stamps[i]) in published_at:
-            latency.append((received - published_at[int(stamps[i])]) * 1e3)
+        if stamps[i] in published_at:
+            latency.append((received - published_at[stamps[i]]) * 1e3)
     if recorded["odometry"]:
-        from scipy.spatial.transform import Rotation
         poses = np.full((len(frames), 4, 4), np.nan)
         for _, msg in recorded["odometry"]:
             i = index.get(stamp_ns(msg.header))
-            if i is None:
-                continue
-            p, q = msg.pose.pose.position, msg.pose.pose.orientation
-            poses[i] = np.eye(4)
-            poses[i, :3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-            poses[i, :3, 3] = [p.x, p.y, p.z]
-    point_tracks, point_visible = _cloud_tracks(recorded["tracks/points"], index, point_query, POINT_DTYPE,
-                                                ("u", "v"))
-    boxes, box_visible = _cloud_tracks(recorded["tracks/boxes"], index, box_query, BOX_DTYPE,
-                                       ("u_min", "v_min", "u_max", "v_max"))
+            if i is not None:
+                poses[i] = pose_matrix(msg.pose.pose)
+
+    def tracks(topic: str, query, layout, fields):
+        if query is None:
+            return None, None
+        table = {stamp_ns(m.header): unpack(cloud_fields(m), m.point_step, bytes(m.data), layout)
+                 for _, m in recorded[topic]}
+        return records_to_tracks(table, stamps, fields, count=len(query[0]))
+
+    point_tracks, point_visible = tracks("tracks/points", point_query, POINT_DTYPE, POINT_FIELDS)
+    boxes, box_visible = tracks("tracks/boxes", box_query, BOX_DTYPE, BOX_FIELDS)
     latency_summary = {"p50": round(float(np.percentile(latency, 50)), 1), "p99": round(float(np.percentile(latency, 99)), 1),
                        "frames": len(latency)} if latency else None
-    pred = Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, StreamStats())
+    pred = Predictions(np.array(stamps, np.int64), depth, poses, point_tracks, point_visible, boxes, box_visible,
+                       StreamStats())
     return pred, latency_summary
-
-
-def _cloud_tracks(recorded, index, query, layout, fields):
-    if query is None:
-        return None, None
-    from ..ros.messages import cloud_fields, stamp_ns
-    n = len(query[0])
-    values = np.zeros((n, len(index), len(fields)), np.float32)
-    visible = np.zeros((n, len(index)), bool)
-    for _, msg in recorded:
-        f = index.get(stamp_ns(msg.header))
-        if f is None:
-            continue
-        records = unpack(cloud_fields(msg), msg.point_step, bytes(msg.data), layout)
-        ids = records["track_id"].astype(int)
-        keep = ids < n
-        values[ids[keep], f] = np.stack([records[name] for name in fields], -1)[keep]
-        visible[ids[keep], f] = records["visible"][keep].astype(bool)
-    return values, visible
