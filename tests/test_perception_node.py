@@ -19,7 +19,7 @@ from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
 from fourds_ros.synthetic_clip import moving_pattern_clip
 from fourds_ros.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
-from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values
+from fourds_ros.ros.processes import NodeProcess, TopicRecorder
 from ros_helpers import REPO, next_domain
 
 PARAMS_FILE = REPO / "config" / "perception.yaml"
@@ -73,18 +73,7 @@ def play_frames(processes, domain, tmp_path, frames: int, timeout: float, *extra
     assert publisher.wait(timeout) == 0, publisher.log()
 
 
-def last_diagnostics(listener) -> dict[str, str]:
-    msgs = listener.messages("/diagnostics")
-    return diagnostics_values(msgs[-1]) if msgs else {}
-
-
-def settled(listener, key="frames_emitted"):
-    """Wait until the node has emitted an output for every frame it accepted."""
-    def done():
-        d = last_diagnostics(listener)
-        return d and int(d["frames_accepted"]) > 0 and \
-            int(d["frames_emitted"]) + int(d["frames_dropped"]) == int(d["frames_accepted"])
-    return done
+PER_FRAME = ["depth/image", "odometry"]
 
 
 def test_stream_through_the_node(processes, node_model, tmp_path):
@@ -104,10 +93,10 @@ def test_stream_through_the_node(processes, node_model, tmp_path):
         seed = pack_boxes(np.array([0]), np.array([[40.0, 30.0, 80.0, 60.0]]), np.array([1]), np.array([1.0]))
         seed_pub.publish(messages.track_cloud(seed, first.header))
         assert publisher.wait(30) == 0
-        listener.wait_until(settled(listener), 30, "all accepted frames emitted")
+        listener.wait_for_node_outputs(PER_FRAME, 30)
     finally:
         listener.close()
-    diag = last_diagnostics(listener)
+    diag = listener.last_diagnostics()
     depth = listener.messages("depth/image")
     image_stamps = [messages.stamp_ns(m.header) for m in listener.messages("image")]
     depth_stamps = [messages.stamp_ns(m.header) for m in depth]
@@ -163,9 +152,10 @@ def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_mod
                             tmp_path)
         processes.append(publisher)
         assert publisher.wait(60) == 0, publisher.log()
-        listener.wait_until(lambda: int(last_diagnostics(listener).get("stream_resets", 0)) >= 2
-                            and int(last_diagnostics(listener).get("frames_emitted", 0)) >= 64, 30,
+        listener.wait_until(lambda: int(listener.last_diagnostics().get("stream_resets", 0)) >= 2
+                            and int(listener.last_diagnostics().get("frames_emitted", 0)) >= 64, 30,
                             "outputs after the last reset")
+        listener.wait_for_node_outputs(PER_FRAME, 30)
     finally:
         listener.close()
     assert node.alive()
@@ -179,7 +169,7 @@ def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_mod
     assert sum(6 * second <= s < 8 * second for s in stamps) == 12, "good frames after the bad ones"
     assert sum(8 * second <= s < 9 * second for s in stamps) == 20, "frames after the size change"
     assert sum(s < second for s in stamps) == 20, "frames after the stamps went back"
-    diag = last_diagnostics(listener)
+    diag = listener.last_diagnostics()
     assert int(diag["frames_rejected"]) == 5 and int(diag["stream_resets"]) == 2
 
 
@@ -194,7 +184,7 @@ def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
     listener = TopicRecorder(domain, OUTPUTS)
     try:
         play_frames(processes, domain, tmp_path, 32, timeout=30)
-        listener.wait_until(lambda: int(last_diagnostics(listener).get("windows_nonfinite", 0)) >= 2, 20,
+        listener.wait_until(lambda: int(listener.last_diagnostics().get("windows_nonfinite", 0)) >= 2, 20,
                             "non-finite windows counted")
     finally:
         listener.close()
@@ -214,10 +204,10 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     listener = TopicRecorder(domain, OUTPUTS)
     try:
         play_frames(processes, domain, tmp_path, 90, timeout=60)
-        listener.wait_until(settled(listener), 30, "the node to catch up")
+        listener.wait_for_node_outputs(PER_FRAME, 30)
     finally:
         listener.close()
-    diag = last_diagnostics(listener)
+    diag = listener.last_diagnostics()
     assert int(diag["windows_dropped"]) > 10, diag
     latency = [received - messages.stamp_ns(m.header) / 1e9 for received, m in listener.timed("depth/image")]
     window_max = float(diag["window_latency_max_ms"]) / 1e3

@@ -28,6 +28,7 @@ log = logging.getLogger("fourds_ros.replay")
 OUTPUT_TOPICS = {"depth/image": "sensor_msgs/msg/Image", "odometry": "nav_msgs/msg/Odometry",
                  "tracks/points": "sensor_msgs/msg/PointCloud2", "tracks/boxes": "sensor_msgs/msg/PointCloud2",
                  "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+PER_FRAME_TOPICS = ["depth/image", "odometry"]  # one message for every emitted frame (track clouds only once seeded)
 
 
 def message_class(msgtype: str):
@@ -76,28 +77,22 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
         node.wait_for_log("ready:", timeout=300)
         types = {t: message_class(m) for t, m in OUTPUT_TOPICS.items()}
         recorder = TopicRecorder(domain, types)
-        # Play only once the recorder has discovered the node's publishers: discovery can take seconds on a
-        # loaded machine, and outputs sent before it are lost. (The node runs on sim time, so its periodic
-        # /diagnostics only start with the /clock of the playback and cannot serve as the signal.)
+        # Play only once the recorder has discovered the node's publishers and received its first diagnostics
+        # (the node's side has matched too): discovery can take seconds on a loaded machine, and outputs sent
+        # before it are lost.
         names = [t if t.startswith("/") else f"/{t}" for t in OUTPUT_TOPICS]
         try:
-            recorder.wait_until(lambda: all(recorder.node.count_publishers(t) > 0 for t in names), 60,
-                                "perception_node's publishers")
+            recorder.wait_until(lambda: all(recorder.node.count_publishers(t) > 0 for t in names)
+                                and recorder.messages("/diagnostics"), 60, "perception_node's publishers")
         except AssertionError:
             raise RuntimeError(f"the replay graph did not connect: perception_node's outputs not discovered on ROS "
                                f"domain {domain} within 60 s (node log: {node.log_path})") from None
         time.sleep(0.5)  # discovered, now matched
         published_at = _play(bag, topic, rate, domain, point_query, box_query, frames)
-        deadline = time.monotonic() + settle_s
-        while time.monotonic() < deadline:
-            diag = recorder.messages("/diagnostics")
-            if diag:
-                d = diagnostics_values(diag[-1])
-                if int(d["frames_received"]) >= len(frames) and \
-                        int(d["frames_emitted"]) + int(d["frames_dropped"]) >= int(d["frames_accepted"]):
-                    break
-            time.sleep(0.2)
-        time.sleep(0.5)
+        try:
+            recorder.wait_for_node_outputs(PER_FRAME_TOPICS, settle_s, min_received=len(frames))
+        except TimeoutError as exc:
+            log.warning(f"scoring what arrived: {exc}")
         recorded = {t: recorder.timed(t) for t in OUTPUT_TOPICS}
     finally:
         if recorder is not None:

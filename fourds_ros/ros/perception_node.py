@@ -16,6 +16,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path as PathMsg
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -70,7 +71,8 @@ PARAMETERS = [
     Param("input_depth", 5, "QoS history depth of the inputs", range=(1, 1000)),
     Param("output_reliability", "reliable", "QoS reliability of the outputs", choices=RELIABILITY),
     Param("output_depth", 10, "QoS history depth of the outputs", range=(1, 1000)),
-    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 3600.0)),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages (steady clock, also under sim time)",
+          range=(0.05, 3600.0)),
 ]
 
 
@@ -124,7 +126,10 @@ class PerceptionNode(Node):
         else:
             self.create_subscription(PointCloud2, "tracks/box_seeds", self._on_box_cloud, 10)
         self.create_subscription(PointCloud2, "tracks/point_seeds", self._on_point_cloud, 10)
-        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        # Health is reported on the steady clock: under use_sim_time a paused or finished bag stops /clock,
+        # and the node must still say how it is doing.
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"ready: {self.backend_description}; window {config.window_len}, hop "
                                f"{config.window_hop}, stride {config.frame_stride}")
 

@@ -131,6 +131,34 @@ class TopicRecorder:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
 
+    def last_diagnostics(self) -> dict[str, str]:
+        """The key/values of the newest /diagnostics message ({} before the first; needs '/diagnostics' recorded)."""
+        msgs = self.messages("/diagnostics")
+        return diagnostics_values(msgs[-1]) if msgs else {}
+
+    def wait_for_node_outputs(self, per_frame_topics: list[str], timeout: float, min_received: int = 1) -> dict:
+        """Wait until perception_node has emitted (or dropped) every frame it accepted and this recorder holds
+        the message of every emitted frame on each of `per_frame_topics`; returns the node's last diagnostics.
+
+        Counting what arrived matters as much as the node's own count: a reliable sample lost in a burst is
+        only resent on DDS's next heartbeat, which can be seconds later.
+        """
+        def done() -> bool:
+            d = self.last_diagnostics()
+            if not d or int(d["frames_received"]) < min_received or int(d["frames_accepted"]) == 0:
+                return False
+            emitted = int(d["frames_emitted"])
+            return emitted + int(d["frames_dropped"]) >= int(d["frames_accepted"]) and \
+                all(len(self.received[t]) >= emitted for t in per_frame_topics)
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                counts = {t: len(self.received[t]) for t in per_frame_topics}
+                raise TimeoutError(f"perception_node's outputs did not all arrive within {timeout} s: "
+                                   f"diagnostics {self.last_diagnostics()}, received {counts}")
+            time.sleep(0.1)
+        return self.last_diagnostics()
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1)
         self.node.destroy_node()
