@@ -1,7 +1,8 @@
 """Per-window latency, throughput and achieved FLOP/s of every backend, against the measured matmul peak.
 
 Prints JSON and writes it to benchmarks/results/runtime-<device>.json. Random
-weights (latency does not depend on them). Backends run one after another,
+weights (latency does not depend on them). On CPU: torch eager, onnxruntime fp32
+and onnxruntime int8 (with its deviation from fp32 on the timed window). Backends run one after another,
 never interleaved: torch and onnxruntime thread pools slow each other down.
 
     .venv/bin/python benchmarks/runtime_latency.py                 # CPU: default, S, B
@@ -84,16 +85,23 @@ def matmul_peak_tflops(device: str, dtype: torch.dtype) -> float:
 def bench_cpu(name: str, config: ModelConfig, model_dir: Path, args, peak: float) -> list[dict]:
     flops = window_flops(config)
     results = []
-    for backend_name in ("torch", "onnxruntime"):
-        backend = create_backend(backend_name, model_dir, threads=args.threads)
+    outputs = {}
+    for backend_name, precision in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")):
+        backend = create_backend(backend_name, model_dir, threads=args.threads, precision=precision)
         window, queries = inputs_for(backend.spec)
         times = time_calls(lambda: backend.run(window, queries), args.iters_for(name), args.warmup)
-        results.append({"size": name, "backend": backend_name, "precision": "fp32", "device": "cpu",
+        outputs[precision] = backend.run(window, queries)
+        results.append({"size": name, "backend": backend_name, "precision": precision, "device": "cpu",
                         "description": backend.description, "flops": flops, **summarise(times, flops["total"], peak)})
         backend.close()
         del backend
     torch_p50 = results[0]["latency_ms"]["p50"]
-    results[1]["speedup_vs_torch_eager"] = round(torch_p50 / results[1]["latency_ms"]["p50"], 3)
+    for entry in results[1:]:
+        entry["speedup_vs_torch_eager"] = round(torch_p50 / entry["latency_ms"]["p50"], 3)
+    # int8 is an approximation of the model: say how far its outputs are from fp32 on this window.
+    results[2]["max_abs_diff_over_max_abs_fp32"] = {
+        head: round(float(np.abs(outputs["int8"][head] - ref).max() / max(np.abs(ref).max(), 1e-12)), 5)
+        for head, ref in outputs["fp32"].items()}
     return results
 
 
@@ -192,8 +200,10 @@ def main() -> None:
             report["results"].extend(entries)
             print(json.dumps(entries), file=sys.stderr, flush=True)
     if not gpu:
-        speedups = [r["speedup_vs_torch_eager"] for r in report["results"] if "speedup_vs_torch_eager" in r]
-        report["target_onnxruntime_1.25x_faster_than_torch"] = all(s >= 1.25 for s in speedups)
+        for precision in ("fp32", "int8"):
+            speedups = [r["speedup_vs_torch_eager"] for r in report["results"]
+                        if "speedup_vs_torch_eager" in r and r["precision"] == precision]
+            report[f"target_onnxruntime_{precision}_1.25x_faster_than_torch"] = all(s >= 1.25 for s in speedups)
     write_result(report, "runtime" if args.sizes == "default,S,B" else f"runtime-{args.sizes.replace(',', '-')}", device,
                  args.out)
 

@@ -119,7 +119,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from .runtime.export import export_onnx, read_record
     options = {"opset": args.opset} if args.opset else {}
     path = export_onnx(args.model, args.out, clip=args.clip, heads=args.heads, batch=args.batch,
-                       dynamo=args.dynamo, float_input=args.float_input, **options)
+                       dynamo=args.dynamo, float_input=args.float_input, precision=args.precision, **options)
     record = read_record(path)
     print(f"wrote {path} (opset {record['opset']}, sha256 {record['onnx_sha256'][:12]}) and {path.with_suffix('.json').name}")
     for kind in ("inputs", "outputs"):
@@ -177,7 +177,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.evaluate import evaluate
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
-                      window_hop=args.window_hop, video=args.video, threads=args.threads)
+                      window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision)
     print(summary(report, args.out))
 
 
@@ -215,7 +215,8 @@ def summary(report: dict, out: Path) -> str:
 def cmd_replay(args: argparse.Namespace) -> None:
     from .evaluation.replay import replay
     report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
-                    rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video)
+                    rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video,
+                    precision=args.precision)
     print(summary(report, args.out))
     latency = report["runtime"]["end_to_end_latency_ms"]
     if latency:
@@ -232,6 +233,8 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                   help="the backend's precision (default: its own; int8 is an onnxruntime graph)")
     p.add_argument("--window-hop", type=int, default=4)
     p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
 
@@ -312,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, help="ONNX opset (default: fourds_ros.runtime.export.DEFAULT_OPSET)")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter")
     p.add_argument("--float-input", action="store_true", help="take float32 [0, 1] clips instead of uint8 windows")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                   help="int8: weights int8 per channel, activations quantised per call (onnxruntime on CPU)")
     p.set_defaults(func=cmd_export)
     return parser
 

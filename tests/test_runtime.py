@@ -84,6 +84,32 @@ def test_export_cli_writes_a_checked_graph_and_record(tiny_model_dir, tmp_path):
     assert list(record["outputs"]) == ["depth", "points", "points_visible_logit"]
 
 
+def test_int8_graph_is_quantised_close_to_fp32_and_says_what_it_is(tiny_model_dir, tmp_path):
+    result = cli("export", "--model", tiny_model_dir, "--out", tmp_path, "--precision", "int8")
+    path = tmp_path / "fourds-4x32x32-depth+pose+points+boxes-b1-int8.onnx"
+    assert str(path) in result.stdout
+    record = read_record(path)
+    assert record["spec"]["precision"] == "int8" and record["quantization"]["weights"] == "int8, per output channel"
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {node.op_type for node in graph.node}
+    # Every matmul with a weight is integer now; float ones left multiply two activations (attention).
+    assert not [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & weights]
+    fp32 = create_backend("onnxruntime", tiny_model_dir, threads=1)
+    int8 = create_backend("onnxruntime", onnx_path=path, threads=1, precision="int8")
+    assert "int8" in int8.description and int8.spec == fp32.spec
+    video, queries = _window_and_queries(fp32.spec)
+    expected, got = fp32.run(video, queries), int8.run(video, queries)
+    errors = {name: relative_error(got[name], expected[name]) for name in HEAD_OUTPUTS}
+    print("int8 vs fp32, max|diff|/max|fp32|:", errors)
+    assert 0 < max(errors.values()) < 0.05, errors
+    with pytest.raises(BackendError, match=r"-int8.onnx is a int8 graph but precision 'fp32' was asked for"):
+        create_backend("onnxruntime", onnx_path=path, precision="fp32")
+    with pytest.raises(BackendError, match="unknown ONNX precision 'fp8'; choose from fp32, int8"):
+        create_backend("onnxruntime", tiny_model_dir, precision="fp8")
+    assert find_or_export(tiny_model_dir, precision="int8").name == path.name
+
+
 def test_find_or_export_reuses_a_matching_graph_and_replaces_a_stale_one(tmp_path):
     model = FourDS(tiny_config(heads=("depth",)))
     model_dir = save_model_dir(model, tmp_path / "model")

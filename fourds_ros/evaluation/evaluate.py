@@ -144,11 +144,14 @@ def runtime_summary(pred: Predictions) -> dict:
 
 
 def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
-             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0) -> dict:
+             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0,
+             precision: str | None = None) -> dict:
     started = time.monotonic()
     topic, frames, gt = read_bag(bag, image_topic)
     truth = align_truth(frames, gt)
     options = {"threads": threads} if threads and backend != "tensorrt" else {}
+    if precision:
+        options["precision"] = precision
     engine = create_backend(backend, model_dir, **options)
     spec = engine.spec
     point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)

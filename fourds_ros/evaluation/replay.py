@@ -42,7 +42,7 @@ def message_class(msgtype: str):
 
 def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
            rate: float = 1.0, window_hop: int = 4, domain: int = 42, video: bool = False,
-           settle_s: float = 30.0) -> dict:
+           settle_s: float = 30.0, precision: str | None = None) -> dict:
     from rclpy.serialization import serialize_message
 
     from ..model.model_dir import load_config
@@ -55,7 +55,8 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     truth = align_truth(frames, gt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = find_or_export(model_dir) if backend != "torch" else None
+    onnx_path = find_or_export(model_dir, precision="int8" if precision == "int8" else "fp32") \
+        if backend != "torch" else None
     config = load_config(model_dir)
     max_points = config.heads["points"].max_queries if "points" in config.heads else 0
     max_boxes = config.heads["boxes"].max_queries if "boxes" in config.heads else 0
@@ -71,6 +72,8 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
             "-p", "diagnostics_period:=0.5", "-r", f"image:={topic}", "-r", f"camera_info:={info_topic}"]
     if onnx_path is not None:
         args += ["-p", f"onnx_path:={onnx_path}"]
+    if precision:
+        args += ["-p", f"precision:={precision}"]
     node = NodeProcess("perception_node", args, domain, out_dir)
     recorder = None
     try:

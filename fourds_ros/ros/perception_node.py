@@ -42,12 +42,14 @@ except ImportError:
     Detection2DArray = None
 
 RELIABILITY = ("best_effort", "reliable")
+PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp32", "fp16")}
 PARAMETERS = [
     Param("model_dir", "", "model directory (config.json + model.safetensors)"),
     Param("backend", "onnxruntime", "inference backend", choices=BACKENDS),
     Param("onnx_path", "", "exported ONNX graph to use (default: exported from model_dir and cached)"),
     Param("device", "cpu", "cpu or cuda[:N]"),
-    Param("precision", "fp32", "torch: fp32, bf16, fp16; tensorrt: fp32, fp16", choices=("fp32", "bf16", "fp16")),
+    Param("precision", "fp32", "torch: fp32, bf16, fp16; onnxruntime: fp32, int8; tensorrt: fp32, fp16",
+          choices=("fp32", "bf16", "fp16", "int8")),
     Param("threads", 0, "CPU inference threads (0: the backend's default)", range=(0, 256)),
     Param("engine_cache_dir", "", "TensorRT engine cache (default ~/.cache/fourds_ros/engines)"),
     Param("force_rebuild", False, "rebuild the TensorRT engine even if a matching one is cached"),
@@ -134,14 +136,17 @@ class PerceptionNode(Node):
                                f"{config.window_hop}, stride {config.frame_stride}")
 
     def _start_backend(self, p: dict):
-        options: dict = {}
+        allowed = PRECISIONS[p["backend"]]
+        if p["precision"] not in allowed:
+            raise ParameterError(f"parameter 'precision': {p['precision']!r} is not a precision of the "
+                                 f"{p['backend']} backend ({', '.join(allowed)})")
+        options: dict = {"precision": p["precision"]}
         if p["backend"] == "torch":
-            options = {"device": p["device"], "precision": p["precision"], "threads": p["threads"] or None}
+            options.update(device=p["device"], threads=p["threads"] or None)
         elif p["backend"] == "onnxruntime":
-            options = {"device": p["device"], "threads": p["threads"]}
+            options.update(device=p["device"], threads=p["threads"])
         else:
-            options = {"precision": p["precision"] if p["precision"] != "bf16" else "fp16",
-                       "force_rebuild": p["force_rebuild"], "cache_dir": p["engine_cache_dir"] or None}
+            options.update(force_rebuild=p["force_rebuild"], cache_dir=p["engine_cache_dir"] or None)
         started = time.monotonic()
         backend = create_backend(p["backend"], Path(p["model_dir"]) if p["model_dir"] else None,
                                  onnx_path=Path(p["onnx_path"]) if p["onnx_path"] else None, **options)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -19,6 +20,10 @@ from .graph import InferenceGraph
 
 # Opset 20 has a native Gelu(approximate="tanh"): ~10% faster in onnxruntime than the decomposed form.
 DEFAULT_OPSET = 20
+# fp32: the model as trained. int8: MatMul/Gemm weights int8 per output channel, activations quantised per call
+# (onnxruntime dynamic quantisation; integer matmuls use AVX512-VNNI / AVX2 / ARM dot-product units). CPU only:
+# TensorRT does not take these operators.
+PRECISIONS = ("fp32", "int8")
 
 
 class ExportError(RuntimeError):
@@ -33,12 +38,17 @@ class GraphSpec:
     heads: tuple[str, ...]
     batch: int = 1
     float_input: bool = False
+    precision: str = "fp32"
 
     @property
     def stem(self) -> str:
         t, h, w = self.clip
-        suffix = "-f32in" if self.float_input else ""
+        suffix = ("-f32in" if self.float_input else "") + ("" if self.precision == "fp32" else f"-{self.precision}")
         return f"fourds-{t}x{h}x{w}-{'+'.join(self.heads)}-b{self.batch}{suffix}"
+
+    def as_record(self) -> dict[str, Any]:
+        return {"clip": list(self.clip), "heads": list(self.heads), "batch": self.batch,
+                "float_input": self.float_input, "precision": self.precision}
 
 
 def at_clip(model: FourDS, clip: tuple[int, int, int] | None) -> FourDS:
@@ -54,15 +64,17 @@ def at_clip(model: FourDS, clip: tuple[int, int, int] | None) -> FourDS:
 
 def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | None = None,
                 heads: tuple[str, ...] | None = None, batch: int = 1, opset: int = DEFAULT_OPSET,
-                dynamo: bool = False, float_input: bool = False) -> Path:
+                dynamo: bool = False, float_input: bool = False, precision: str = "fp32") -> Path:
     """Export `model_dir` to `out_dir/<stem>.onnx` (+ `<stem>.json`) and return the ONNX path."""
     import onnx
 
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown ONNX precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     model_dir = Path(model_dir)
     model = at_clip(load_model_dir(model_dir), clip)
     graph = InferenceGraph(model, heads, float_input).eval()
     cfg = model.config
-    spec = GraphSpec((cfg.clip.frames, cfg.clip.height, cfg.clip.width), graph.heads, batch, float_input)
+    spec = GraphSpec((cfg.clip.frames, cfg.clip.height, cfg.clip.width), graph.heads, batch, float_input, precision)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{spec.stem}.onnx"
@@ -74,6 +86,8 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
             torch.onnx.export(graph, inputs, str(tmp_path), input_names=graph.input_names,
                               output_names=graph.output_names, opset_version=opset, dynamo=dynamo)
         onnx.checker.check_model(str(tmp_path), full_check=True)
+        if precision == "int8":
+            tmp_path = quantize_int8(tmp_path)
         loaded = onnx.load(str(tmp_path), load_external_data=False)
         record = {
             "format": "fourds-onnx/1",
@@ -81,17 +95,40 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
             "opset": max(o.version for o in loaded.opset_import if o.domain in ("", "ai.onnx")),
             "inputs": {i.name: _shape(i) for i in loaded.graph.input},
             "outputs": {o.name: _shape(o) for o in loaded.graph.output},
-            "spec": {"clip": list(spec.clip), "heads": list(spec.heads), "batch": spec.batch,
-                     "float_input": float_input},
+            "spec": spec.as_record(),
             "video_input": "float32 in [0, 1]" if float_input else "uint8 RGB, divided by 255 in the graph",
             "max_queries": {h: cfg.heads[h].max_queries for h in ("points", "boxes") if h in graph.heads},
             "model_config": cfg.to_dict(),
             "source_weights_sha256": sha256_file(model_dir / WEIGHTS_FILE),
             "exporter": {"torch": torch.__version__, "dynamo": dynamo},
         }
+        if precision == "int8":
+            import onnxruntime
+            record["quantization"] = {"method": "onnxruntime dynamic", "weights": "int8, per output channel",
+                                      "activations": "uint8, range per call", "ops": ["MatMul", "Gemm"],
+                                      "onnxruntime": onnxruntime.__version__}
         os.replace(tmp_path, onnx_path)
     onnx_path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return onnx_path
+
+
+def quantize_int8(fp32_path: Path) -> Path:
+    """The int8 twin of a checked fp32 graph, beside it (`<stem>-int8.onnx`)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    out = fp32_path.with_name(f"{fp32_path.stem}-int8.onnx")
+    # Only the matmuls: they are >95% of the FLOPs, and quantising the attention softmax inputs or the
+    # LayerNorms would cost accuracy for no speed.
+    # quantize_dynamic logs a hint to run its pre-processing first; that pass (symbolic shape inference) fails
+    # on this graph's computed Reshape shapes and is not needed for MatMul weights, so the hint is muted.
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(str(fp32_path), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        logging.disable(logging.NOTSET)
+    onnx.checker.check_model(str(out), full_check=True)
+    return out
 
 
 def _shape(value_info: Any) -> dict[str, Any]:
@@ -121,14 +158,14 @@ def read_record(onnx_path: Path) -> dict[str, Any]:
 
 
 def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, heads: tuple[str, ...] | None = None,
-                   batch: int = 1, float_input: bool = False) -> Path:
+                   batch: int = 1, float_input: bool = False, precision: str = "fp32") -> Path:
     """The exported graph for this model and spec under `model_dir/onnx/`, exporting it if missing or stale."""
     from ..model.model_dir import load_config
     model_dir = Path(model_dir)
     config = load_config(model_dir)
     clip = tuple(clip) if clip else (config.clip.frames, config.clip.height, config.clip.width)
     heads = tuple(h for h in config.heads if heads is None or h in heads)
-    wanted = {"clip": list(clip), "heads": list(heads), "batch": batch, "float_input": float_input}
+    wanted = GraphSpec(clip, heads, batch, float_input, precision).as_record()
     weights_sha = sha256_file(model_dir / WEIGHTS_FILE)
     out_dir = model_dir / "onnx"
     for candidate in sorted(out_dir.glob("*.onnx")) if out_dir.is_dir() else []:
@@ -138,4 +175,5 @@ def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, he
             continue
         if record.get("source_weights_sha256") == weights_sha and record.get("spec") == wanted:
             return candidate
-    return export_onnx(model_dir, out_dir, clip=clip, heads=heads, batch=batch, float_input=float_input)
+    return export_onnx(model_dir, out_dir, clip=clip, heads=heads, batch=batch, float_input=float_input,
+                       precision=precision)

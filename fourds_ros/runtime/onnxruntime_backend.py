@@ -18,7 +18,8 @@ def spec_from_record(record: dict) -> IOSpec:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, *, threads: int = 0, device: str = "cpu"):
+    def __init__(self, onnx_path: Path, *, threads: int = 0, device: str = "cpu", precision: str | None = None):
+        """`precision` (fp32 / int8), when given, must be the graph's: an int8 file is not run by mistake."""
         import onnxruntime as ort
 
         onnx_path = Path(onnx_path)
@@ -26,6 +27,11 @@ class OnnxRuntimeBackend(Backend):
             record = read_record(onnx_path)
         except ExportError as exc:
             raise BackendError(str(exc)) from None
+        graph_precision = record["spec"].get("precision", "fp32")
+        if precision is not None and precision != graph_precision:
+            raise BackendError(f"{onnx_path} is a {graph_precision} graph but precision {precision!r} was asked "
+                               f"for; export the {precision} graph (`fourds-ros export --precision {precision}`) "
+                               f"or ask for {graph_precision}")
         available = ort.get_available_providers()
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
@@ -47,7 +53,7 @@ class OnnxRuntimeBackend(Backend):
         if expected != actual:
             raise BackendError(f"{onnx_path}: graph inputs {actual} differ from its record {expected}")
         self.output_names = [o.name for o in self.session.get_outputs()]
-        super().__init__(spec, f"onnxruntime {ort.__version__} {self.session.get_providers()[0]} "
+        super().__init__(spec, f"onnxruntime {ort.__version__} {self.session.get_providers()[0]} {graph_precision} "
                                f"({threads or 'all'} threads) {onnx_path.name}")
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

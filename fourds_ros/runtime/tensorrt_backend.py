@@ -54,6 +54,9 @@ class TensorRTBackend(Backend):
             self.record = read_record(onnx_path)
         except ExportError as exc:
             raise BackendError(str(exc)) from None
+        if self.record["spec"].get("precision", "fp32") != "fp32":
+            raise BackendError(f"{onnx_path} is an onnxruntime int8 graph; TensorRT builds its engines from the "
+                               f"fp32 export (precision fp16 or fp32)")
         gpu = torch.cuda.get_device_name(self.device)
         key = f"{self.record['onnx_sha256'][:16]}-trt{trt.__version__}-{_slug(gpu)}-{precision}"
         cache_dir = Path(cache_dir or DEFAULT_CACHE)
