@@ -103,7 +103,7 @@ def test_int8_graph_is_quantised_close_to_fp32_and_says_what_it_is(tiny_model_di
     errors = {name: relative_error(got[name], expected[name]) for name in HEAD_OUTPUTS}
     print("int8 vs fp32, max|diff|/max|fp32|:", errors)
     assert 0 < max(errors.values()) < 0.05, errors
-    with pytest.raises(BackendError, match=r"-int8.onnx is a int8 graph but precision 'fp32' was asked for"):
+    with pytest.raises(BackendError, match=r"-int8.onnx is an int8 graph but precision 'fp32' was asked for"):
         create_backend("onnxruntime", onnx_path=path, precision="fp32")
     with pytest.raises(BackendError, match="unknown ONNX precision 'fp8'; choose from fp32, int8"):
         create_backend("onnxruntime", tiny_model_dir, precision="fp8")

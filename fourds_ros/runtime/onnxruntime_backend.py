@@ -29,7 +29,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(str(exc)) from None
         graph_precision = record["spec"].get("precision", "fp32")
         if precision is not None and precision != graph_precision:
-            raise BackendError(f"{onnx_path} is a {graph_precision} graph but precision {precision!r} was asked "
+            raise BackendError(f"{onnx_path} is an {graph_precision} graph but precision {precision!r} was asked "
                                f"for; export the {precision} graph (`fourds-ros export --precision {precision}`) "
                                f"or ask for {graph_precision}")
         available = ort.get_available_providers()
