@@ -29,11 +29,12 @@ from sensor_msgs.msg import Image  # noqa: E402
 from fourds_ros.model import FourDS, save_model_dir  # noqa: E402
 from fourds_ros.model.presets import DEFAULT_PRESET, preset  # noqa: E402
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values  # noqa: E402
+from fourds_ros.evaluation.report import portable_path  # noqa: E402
 from fourds_ros.ros.messages import stamp_ns  # noqa: E402
-from fourds_ros.synthetic_clip import moving_pattern_clip  # noqa: E402
+from fourds_ros.synthetic.pattern_clip import moving_pattern_clip  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import cpu_name, write_result  # noqa: E402
+from result_file import cpu_name, write_result  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -101,7 +102,7 @@ def main() -> None:
     report = {
         "benchmark": "node_latency", "device": cpu_name(), "duration_s": args.duration,
         "input": {"rate_hz": 30.0, "size": [height, width], "encoding": "rgb8"},
-        "model": str(args.model or f"{DEFAULT_PRESET} (random weights)"), "backend": diag.get("backend"),
+        "model": portable_path(args.model) if args.model else f"{DEFAULT_PRESET} (random weights)", "backend": diag.get("backend"),
         "window": {"len": 16, "hop": 4, "stride": 1},
         "end_to_end_latency_ms": {"p50": round(float(np.percentile(steady, 50)), 1),
                                   "p99": round(float(np.percentile(steady, 99)), 1),

@@ -34,7 +34,7 @@ from fourds_ros.runtime.flops import window_flops  # noqa: E402
 from fourds_ros.runtime.graph import InferenceGraph  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from common import cpu_name, write_result  # noqa: E402
+from result_file import cpu_name, write_result  # noqa: E402
 
 HEADS = ("depth", "pose", "points", "boxes")
 

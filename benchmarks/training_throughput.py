@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from common import cpu_name, write_result  # noqa: E402
+from result_file import cpu_name, write_result  # noqa: E402
 from runtime_latency import matmul_peak_tflops  # noqa: E402
 
 from fourds_ros.model import ClipConfig, EncoderConfig, FourDS, ModelConfig  # noqa: E402

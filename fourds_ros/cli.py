@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runtime.selection import ALL_PRECISIONS, BACKENDS
+
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
 
@@ -68,16 +70,16 @@ def load_clip(path: Path) -> np.ndarray:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .model.model_dir import load_config
+    from .model.model_dir import load_model_config
     from .model.queries import centre_box_query, grid_point_queries
-    from .runtime import create_backend, pad_queries
-    config = load_config(args.model)
+    from .runtime import backend_options, create_backend, pad_queries
+    config = load_model_config(args.model)
     clip = load_clip(args.clip)
     if args.features:
         arrays = _predict_with_features(args.model, clip, config, args.point_grid)
     else:
-        options = {"threads": args.threads} if args.threads else {}
-        backend = create_backend(args.backend, args.model, float_input=True, **options)
+        backend = create_backend(args.backend, args.model, float_input=True,
+                                 **backend_options(args.backend, threads=args.threads))
         points = grid_point_queries(config, args.point_grid)[0]
         boxes = centre_box_query(config)[0]
         queries = pad_queries(backend.spec, points, boxes)
@@ -133,7 +135,8 @@ SAMPLE_BAG = REPO_ROOT / "data" / "sample_bag"
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The sample bag replayed through the real node with the default model, recorded, scored, summarised."""
-    from .evaluation.replay import replay
+    from .evaluation.report import summary
+    from .ros.replay import replay
     for what, path in (("model", args.model), ("bag", args.bag)):
         if not Path(path).exists():
             raise FileNotFoundError(f"demo {what} {path} does not exist")
@@ -175,45 +178,16 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .evaluation.evaluate import evaluate
+    from .evaluation.offline import evaluate
+    from .evaluation.report import summary
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                       window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision)
     print(summary(report, args.out))
 
 
-# (label, metric group, keys into the group, baseline and its name, unit): the numbers a summary shows.
-HEADLINES = [
-    ("depth AbsRel (median-aligned per frame)", "depth", ("median_per_frame", "abs_rel"), "constant_depth",
-     "constant depth", ""),
-    ("egomotion ATE (Sim3)", "egomotion", ("ate_rmse_m",), "orb_essential_vo", "ORB VO", " m"),
-    ("points average Jaccard", "point_tracks", ("average_jaccard",), "lucas_kanade", "Lucas-Kanade", ""),
-    ("boxes mean IoU", "box_tracks", ("mean_iou",), None, None, ""),
-]
-
-
-def summary(report: dict, out: Path) -> str:
-    """A few lines a person reads: the headline numbers next to the baselines, and where the files are."""
-    def value(group: dict, keys: tuple[str, ...]) -> float:
-        for key in keys:
-            group = group[key]
-        return group
-
-    lines = [f"{report['frames']} frames of {report['image_topic']} through {report['backend']}"]
-    model, baselines = report["model_metrics"], report.get("baselines", {})
-    for label, group, keys, baseline, baseline_name, unit in HEADLINES:
-        if group not in model:
-            continue
-        line = f"  {label}: model {value(model[group], keys):.3f}{unit}"
-        if baseline in baselines:
-            line += f", {baseline_name} {value(baselines[baseline][group], keys):.3f}{unit}"
-        lines.append(line)
-    lines += [f"  note: {n}" for n in report.get("notes", [])]
-    lines.append(f"report: {out / 'metrics.json'} ({', '.join(v for k, v in report['files'].items() if k != 'metrics')})")
-    return "\n".join(lines)
-
-
 def cmd_replay(args: argparse.Namespace) -> None:
-    from .evaluation.replay import replay
+    from .evaluation.report import summary
+    from .ros.replay import replay
     report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                     rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video,
                     precision=args.precision)
@@ -231,9 +205,9 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", type=Path)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="report directory")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+    p.add_argument("--precision", choices=ALL_PRECISIONS,
                    help="the backend's precision (default: its own; int8 is an onnxruntime graph)")
     p.add_argument("--window-hop", type=int, default=4)
     p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
@@ -271,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--features", action="store_true", help="also write encoder_to_readout and features_<i>")
     p.add_argument("--point-grid", type=int, default=4, help="point queries: an NxN grid on frame 0")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"),
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="torch is the reference; --features always uses it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the backend's default)")
     p.set_defaults(func=cmd_predict)
@@ -279,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="replay the sample bag through the node with the default model and score it")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--bag", type=Path, default=SAMPLE_BAG)
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the demo graph")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.set_defaults(func=cmd_demo)

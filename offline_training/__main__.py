@@ -12,7 +12,7 @@ import sys
 
 import torch.distributed as dist
 
-from .config import TrainConfigError, load_config
+from .config import TrainConfigError, load_train_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, [f"task={args.task}", *args.set])
+        config = load_train_config(args.config, [f"task={args.task}", *args.set])
         from .data import DataError
         from .trainer import train
         try:

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from fourds_ros.model.config import dataclass_from_dict
+
 
 class TrainConfigError(ValueError):
     """A training config value is missing, unknown or out of range."""
@@ -102,31 +104,7 @@ class TrainConfig:
             raise TrainConfigError("data.sources: at least one video folder, bag or shard folder is required")
 
 
-def _build(kind: type, values: dict[str, Any] | None, where: str):
-    values = values or {}
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise TrainConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    out = {}
-    for key, value in values.items():
-        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
-        if isinstance(value, list):
-            value = tuple(value)
-        if dataclasses.is_dataclass(fields[key].default_factory() if fields[key].default_factory
-                                    is not dataclasses.MISSING else None):
-            value = _build(type(fields[key].default_factory()), value, f"{where}.{key}")
-        elif default is not None and isinstance(default, (int, float)) and not isinstance(default, bool) \
-                and not isinstance(value, (int, float)):
-            try:  # YAML 1.1 reads 3e-3 (no dot) as a string
-                value = type(default)(float(value)) if isinstance(default, float) else int(value)
-            except (TypeError, ValueError):
-                raise TrainConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
-        out[key] = value
-    return kind(**out)
-
-
-def load_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
+def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
     """Load a YAML config; `overrides` are `section.key=value` strings (YAML values)."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -141,6 +119,6 @@ def load_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = yaml.safe_load(value)
-    config = _build(TrainConfig, data, Path(path).name)
+    config = dataclass_from_dict(TrainConfig, data, Path(path).name, TrainConfigError)
     config.validate()
     return config

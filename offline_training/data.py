@@ -50,7 +50,7 @@ def load_sequences(sources: tuple[str, ...], image_topic: str = "") -> list[Sequ
         if not path.exists():
             raise DataError(f"data source {path} does not exist")
         if (path / "metadata.yaml").is_file():  # a rosbag2 directory
-            from fourds_ros.evaluation.bag_io import read_bag
+            from fourds_ros.bags.reader import read_bag
             _, frames, _ = read_bag(path, image_topic or None)
             out.append(Sequence(path.name, np.stack([f.rgb() for f in frames])))
         elif path.suffix == ".npz":

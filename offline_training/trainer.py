@@ -18,7 +18,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ClipDataset, load_sequences
 from .objectives import Distillation, MaskedAutoencoder, ReadoutSupervision
-from .sharding import checkpoint_activations, init_distributed, shard
+from .distributed import checkpoint_activations, init_distributed, shard
 
 
 def model_config(config: TrainConfig) -> ModelConfig:
@@ -51,7 +51,8 @@ def build_objective(config: TrainConfig, model: FourDS) -> torch.nn.Module:
     return ReadoutSupervision(model, config.readouts)
 
 
-def lr_lambda(config: TrainConfig):
+def build_lr_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to zero at `config.steps`."""
     warmup, total = config.optim.warmup_steps, config.steps
 
     def factor(step: int) -> float:
@@ -59,10 +60,10 @@ def lr_lambda(config: TrainConfig):
             return (step + 1) / warmup
         progress = (step - warmup) / max(total - warmup, 1)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return factor
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def optimizer_for(config: TrainConfig, objective: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, objective: torch.nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in objective.parameters():
         if p.requires_grad:
@@ -71,7 +72,7 @@ def optimizer_for(config: TrainConfig, objective: torch.nn.Module) -> torch.opti
     return torch.optim.AdamW(groups, lr=config.optim.lr, betas=tuple(config.optim.betas))
 
 
-def dataset_for(config: TrainConfig, model: FourDS) -> ClipDataset:
+def build_dataset(config: TrainConfig, model: FourDS) -> ClipDataset:
     cfg = model.config
     readouts = config.task == "readouts"
     mask = config.mae.mask_ratio if config.task == "pretrain" else (
@@ -95,9 +96,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         checkpoint_activations(objective.transformer_blocks())
     if config.shard:
         shard(objective, objective.transformer_blocks(), bf16)
-    optimizer = optimizer_for(config, objective)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-    dataset = dataset_for(config, model)
+    optimizer = build_optimizer(config, objective)
+    scheduler = build_lr_schedule(config, optimizer)
+    dataset = build_dataset(config, model)
     start = 0
     resume_from = latest_checkpoint(out / "checkpoints")
     if resume_from is not None:

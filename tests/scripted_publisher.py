@@ -15,7 +15,7 @@ import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fourds_ros.synthetic_clip import moving_pattern_clip
+from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
 
 PERIOD_NS = 33_333_333
 

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli
-from fourds_ros.evaluation.evaluate import evaluate
+from fourds_ros.evaluation.offline import evaluate
 from fourds_ros.model import load_model_dir
 from fourds_ros.runtime import create_backend
+
+pytestmark = pytest.mark.slow  # real processes / training runs: `-m "not slow"` leaves them out
 
 MODEL = REPO / "models" / "default"
 SAMPLE_BAG = REPO / "data" / "sample_bag"

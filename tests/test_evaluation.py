@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import REPO, cli, tiny_config
-from fourds_ros.evaluation.bag_io import BagError, read_bag
-from fourds_ros.evaluation.evaluate import evaluate
+from fourds_ros.bags.reader import BagError, read_bag
+from fourds_ros.evaluation.offline import evaluate
 from fourds_ros.model import FourDS, save_model_dir
 
 SAMPLE_BAG = REPO / "data" / "sample_bag"
@@ -62,8 +62,9 @@ def test_eval_cli_writes_the_report_and_video(eval_model, tmp_path):
     assert (tmp_path / "r" / "side_by_side.mp4").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_replay_through_the_node_matches_eval(eval_model, eval_report, tmp_path):
-    from fourds_ros.evaluation.replay import replay
+    from fourds_ros.ros.replay import replay
     from ros_helpers import next_domain
     report = replay(SAMPLE_BAG, eval_model, tmp_path / "replay", domain=next_domain())
     diag = report["runtime"]["node_diagnostics"]
@@ -88,7 +89,8 @@ def test_bags_that_cannot_be_scored_say_why(tmp_path, eval_model):
     # A bag with no image topic at all.
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from fourds_ros.synthetic.writers import BagMessages, typestore
+    from fourds_ros.bags.messages import BagMessages
+    from fourds_ros.bags.topics import typestore
     store = typestore()
     with Writer(tmp_path / "poses_only", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conn = writer.add_connection("/ground_truth/pose", "geometry_msgs/msg/PoseStamped", typestore=store)
@@ -112,7 +114,7 @@ def test_a_bag_without_ground_truth_is_run_and_metrics_are_skipped(tmp_path, eva
     with Reader(SAMPLE_BAG) as reader, Writer(tmp_path / "camera_only", version=9,
                                               storage_plugin=StoragePlugin.MCAP) as writer:
         conns = [c for c in reader.connections if c.topic == "/camera/image_raw"]
-        from fourds_ros.synthetic.writers import typestore
+        from fourds_ros.bags.topics import typestore
         out = writer.add_connection("/camera/image_raw", conns[0].msgtype, typestore=typestore())
         for _, stamp, raw in reader.messages(connections=conns):
             writer.write(out, stamp, raw)

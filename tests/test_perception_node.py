@@ -17,10 +17,12 @@ from visualization_msgs.msg import MarkerArray
 from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
-from fourds_ros.synthetic_clip import moving_pattern_clip
-from fourds_ros.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
+from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
+from fourds_ros.bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder
 from ros_helpers import REPO, next_domain
+
+pytestmark = pytest.mark.slow  # real processes / training runs: `-m "not slow"` leaves them out
 
 PARAMS_FILE = REPO / "config" / "perception.yaml"
 OUTPUTS = {"image": Image, "depth/image": Image, "depth/camera_info": CameraInfo, "odometry": Odometry,
@@ -238,9 +240,13 @@ def test_bad_parameters_fail_at_start_naming_the_parameter(processes, node_model
 
 
 def test_params_file_matches_the_declared_parameters():
+    from fourds_ros.ros.parameters import params_file_text
     from fourds_ros.ros.perception_node import PARAMETERS
     values = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
     assert values == {p.name: p.default for p in PARAMETERS}
+    # Descriptions, choices and ranges too: the file is the generated text, comment for comment.
+    assert PARAMS_FILE.read_text() == params_file_text(PARAMETERS, "perception_node defaults"), \
+        "config/perception.yaml drifted: python -m fourds_ros.ros.perception_node --params-file-text > config/perception.yaml"
 
 
 def test_launch_file_describes_the_node():

@@ -13,11 +13,11 @@ from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.runtime import create_backend
 from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
-from fourds_ros.streaming.image_decode import image_view, to_rgb
-from fourds_ros.streaming.preprocess import FramePreprocessor
+from fourds_ros.streaming.frames import image_view, to_rgb
+from fourds_ros.streaming.frames import FramePreprocessor
 from fourds_ros.streaming.stitching import DepthAligner, Trajectory
 from fourds_ros.streaming.tracks import TrackSet
-from fourds_ros.synthetic_clip import moving_pattern_clip
+from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
 
 
 # Decoding --------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from fourds_ros.evaluation.bag_io import read_bag
+from fourds_ros.bags.reader import read_bag
 from fourds_ros.synthetic.generator import camera_pose, generate, intrinsics_for, project, render_views
 from fourds_ros.synthetic.writers import write_bag
 

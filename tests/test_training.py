@@ -15,6 +15,8 @@ import torch
 from conftest import REPO
 from fourds_ros.model import load_model_dir
 
+pytestmark = pytest.mark.slow  # real processes / training runs: `-m "not slow"` leaves them out
+
 TINY = REPO / "config" / "training" / "tiny.yaml"
 BIN = Path(sys.executable).parent
 
@@ -41,9 +43,9 @@ def test_fsdp2_step_on_two_ranks_equals_an_unsharded_step(tmp_path):
     run_training("pretrain", tmp_path / "sharded", "steps=1", ranks=2)
     run_training("pretrain", tmp_path / "single", "steps=1", "shard=false")
     assert losses(tmp_path / "sharded")[1] == pytest.approx(losses(tmp_path / "single")[1], rel=1e-6)
-    from offline_training.config import load_config
+    from offline_training.config import load_train_config
     from offline_training.trainer import build_model
-    initial = build_model(load_config(TINY, [f"out_dir={tmp_path}"])).encoder.state_dict()  # same seed, same init
+    initial = build_model(load_train_config(TINY, [f"out_dir={tmp_path}"])).encoder.state_dict()  # same seed, same init
     sharded = load_model_dir(tmp_path / "sharded" / "model").encoder.state_dict()
     single = load_model_dir(tmp_path / "single" / "model").encoder.state_dict()
     # Compare the updates as a whole: Adam's first step is ~lr * sign(g), so elements whose gradient is near

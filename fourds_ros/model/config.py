@@ -145,9 +145,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         try:
-            encoder = _build(EncoderConfig, data["encoder"], "encoder")
-            clip = _build(ClipConfig, data.get("clip", {}), "clip")
-            heads = {name: _build(ReadoutConfig, cfg or {}, f"heads.{name}")
+            encoder = dataclass_from_dict(EncoderConfig, data["encoder"], "encoder")
+            clip = dataclass_from_dict(ClipConfig, data.get("clip", {}), "clip")
+            heads = {name: dataclass_from_dict(ReadoutConfig, cfg or {}, f"heads.{name}")
                      for name, cfg in (data.get("heads") or {}).items()}
         except KeyError as exc:
             raise ConfigError(f"model config is missing {exc}") from None
@@ -170,17 +170,37 @@ class ModelConfig:
         return cls.from_dict(data)
 
 
-def _build(kind: type, values: dict[str, Any], where: str):
+def dataclass_from_dict(kind: type, values: dict[str, Any] | None, where: str, error: type[Exception] = None):
+    """`kind(**values)` for JSON/YAML data, checked: unknown keys and wrong types raise `error` naming `where`.
+
+    Lists become tuples (so configs compare equal after a round trip), nested dataclass fields are built
+    recursively, and numbers written as strings (YAML 1.1 reads 3e-3 as one) are converted.
+    """
+    error = error or ConfigError
+    values = values or {}
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = set(values) - set(fields)
     if unknown:
-        raise ConfigError(f"{where} has unknown keys: {sorted(unknown)}")
-    # JSON has no tuples; restore them so configs compare equal after a round trip.
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        raise error(f"{where} has unknown keys: {sorted(unknown)}")
+    out = {}
+    for key, value in values.items():
+        field = fields[key]
+        default = field.default if field.default is not dataclasses.MISSING else None
+        nested = field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+        if isinstance(value, list):
+            value = tuple(value)
+        if dataclasses.is_dataclass(nested):
+            value = dataclass_from_dict(type(nested), value, f"{where}.{key}", error)
+        elif isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+            try:
+                value = float(value) if isinstance(default, float) else int(value)
+            except (TypeError, ValueError):
+                raise error(f"{where}.{key}: expected a number, got {value!r}") from None
+        out[key] = value
     try:
-        return kind(**converted)
+        return kind(**out)
     except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise error(f"{where}: {exc}") from None
 
 
 def default_heads(num_params: int = 1024, num_heads: int = 16) -> dict[str, ReadoutConfig]:

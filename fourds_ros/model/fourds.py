@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import ClipConfig, ModelConfig
 from .cubic_resize import cubic_resize_matrix, resize_axis
 from .encoder import VideoEncoder
 from .readouts import BoxTrackReadout, DepthReadout, PointTrackReadout, PoseReadout
@@ -86,6 +86,17 @@ class FourDS(nn.Module):
         if "depth" in self.heads:
             out["readout_dense_out"] = self.heads["depth"].dense(readout_input)
         return out
+
+    def at_clip(self, clip: tuple[int, int, int] | None) -> "FourDS":
+        """The same model with its learned tables resampled to clip `(T, H, W)` (itself when None or equal)."""
+        c = self.config.clip
+        if clip is None or tuple(clip) == (c.frames, c.height, c.width):
+            return self
+        target = ModelConfig(encoder=self.config.encoder, clip=ClipConfig(*clip), heads=self.config.heads,
+                             name=self.config.name)
+        resized = FourDS(target)
+        resized.load_state_dict(resize_tables(self.state_dict(), self.config, target))
+        return resized.eval()
 
     def check_clip(self, video: torch.Tensor) -> None:
         clip = self.config.clip

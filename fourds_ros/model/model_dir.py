@@ -5,6 +5,7 @@ failed or interrupted write never leaves a directory that looks complete.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ def save_model_dir(model: FourDS, out: Path, metadata: dict[str, Any] | None = N
     return Path(out)
 
 
-def load_config(model_dir: Path) -> ModelConfig:
+def load_model_config(model_dir: Path) -> ModelConfig:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelDirError(f"model directory {model_dir} does not exist")
@@ -70,7 +71,7 @@ def load_config(model_dir: Path) -> ModelConfig:
 
 def load_model_dir(model_dir: Path, map_location: str | torch.device = "cpu") -> FourDS:
     model_dir = Path(model_dir)
-    config = load_config(model_dir)
+    config = load_model_config(model_dir)
     weights = model_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelDirError(f"model directory {model_dir} has no {WEIGHTS_FILE}")
@@ -105,3 +106,12 @@ def describe_mismatch(expected: dict[str, tuple[int, ...]], got: dict[str, tuple
     if misshaped:
         parts.append("wrong shapes " + ", ".join(f"{k}: expected {expected[k]}, got {got[k]}" for k in misshaped))
     return "; ".join(parts)
+
+
+def sha256_file(path: Path) -> str:
+    """The digest that ties exported graphs, engines and imported checkpoints to the files they came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

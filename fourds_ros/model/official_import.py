@@ -18,10 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..hashing import sha256_file
 from .config import ClipConfig, EncoderConfig, ModelConfig, ReadoutConfig
 from .fourds import FourDS, resize_tables
-from .model_dir import check_state_dict, describe_mismatch, save_model_dir
+from .model_dir import check_state_dict, describe_mismatch, save_model_dir, sha256_file
 
 SEQUENTIAL_ENCODER, BARE_ENCODER, READOUT = "params/layers_0/", "params/", "params/layers_2/"
 # The release decodes each depth query into a (2, 8, 8) patch; 128 outputs do not identify it uniquely.

@@ -22,12 +22,34 @@ class Param:
     choices: tuple[str, ...] | None = None
 
 
+def _choices_note(p: Param) -> str:
+    return f" (one of: {', '.join(p.choices)})" if p.choices else ""
+
+
+def params_file_text(table: list[Param], title: str) -> str:
+    """A ROS 2 params file of every default in `table`, each commented with its description and limits.
+
+    The shipped config/*.yaml are this text (a test keeps them equal), so comments cannot drift.
+    """
+    import yaml
+
+    lines = [f"# {title}. Every parameter is declared with a description and range:",
+             "# `ros2 param describe /<node> <name>` on a running node shows them. Generated from the node's",
+             "# parameter table: `python -m fourds_ros.ros.perception_node --params-file-text > config/perception.yaml`.",
+             "/**:", "  ros__parameters:"]
+    for p in table:
+        value = yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("\n...").strip()
+        value = '""' if p.default == "" else value
+        limits = f" [{p.range[0]}, {p.range[1]}]" if p.range else ""
+        lines.append(f"    {p.name}: {value}  # {p.description}{_choices_note(p)}{limits}")
+    return "\n".join(lines) + "\n"
+
+
 def declare_all(node: Node, table: list[Param]) -> dict[str, Any]:
     """Declare every parameter of `table` on `node` and return their values, validated."""
     values = {}
     for p in table:
-        descriptor = ParameterDescriptor(description=p.description + (f" (one of: {', '.join(p.choices)})"
-                                                                      if p.choices else ""))
+        descriptor = ParameterDescriptor(description=p.description + _choices_note(p))
         if p.range is not None:
             lo, hi = p.range
             if isinstance(p.default, int) and not isinstance(p.default, bool):

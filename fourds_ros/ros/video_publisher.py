@@ -16,8 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from . import messages
 from .parameters import Param, ParameterError, declare_all
-from .perception_node import RELIABILITY, qos
-from .run import run_node
+from .entry_point import run_node
+from .qos import RELIABILITY, qos
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PARAMETERS = [

@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 
-from ..hashing import sha256_file
-from ..model import ClipConfig, FourDS, ModelConfig, load_model_dir
-from ..model.fourds import resize_tables
-from ..model.model_dir import WEIGHTS_FILE
+from ..model import load_model_dir
+from ..model.model_dir import WEIGHTS_FILE, sha256_file
+from .backend import IOSpec
 from .graph import InferenceGraph
 
 # Opset 20 has a native Gelu(approximate="tanh"): ~10% faster in onnxruntime than the decomposed form.
@@ -51,17 +50,6 @@ class GraphSpec:
                 "float_input": self.float_input, "precision": self.precision}
 
 
-def at_clip(model: FourDS, clip: tuple[int, int, int] | None) -> FourDS:
-    """The same model with its learned tables resampled to another clip size (or itself)."""
-    if clip is None or clip == (model.config.clip.frames, model.config.clip.height, model.config.clip.width):
-        return model
-    target = ModelConfig(encoder=model.config.encoder, clip=ClipConfig(*clip), heads=model.config.heads,
-                         name=model.config.name)
-    resized = FourDS(target)
-    resized.load_state_dict(resize_tables(model.state_dict(), model.config, target))
-    return resized.eval()
-
-
 def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | None = None,
                 heads: tuple[str, ...] | None = None, batch: int = 1, opset: int = DEFAULT_OPSET,
                 dynamo: bool = False, float_input: bool = False, precision: str = "fp32") -> Path:
@@ -71,7 +59,7 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
     if precision not in PRECISIONS:
         raise ExportError(f"unknown ONNX precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     model_dir = Path(model_dir)
-    model = at_clip(load_model_dir(model_dir), clip)
+    model = load_model_dir(model_dir).at_clip(clip)
     graph = InferenceGraph(model, heads, float_input).eval()
     cfg = model.config
     spec = GraphSpec((cfg.clip.frames, cfg.clip.height, cfg.clip.width), graph.heads, batch, float_input, precision)
@@ -160,9 +148,9 @@ def read_record(onnx_path: Path) -> dict[str, Any]:
 def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, heads: tuple[str, ...] | None = None,
                    batch: int = 1, float_input: bool = False, precision: str = "fp32") -> Path:
     """The exported graph for this model and spec under `model_dir/onnx/`, exporting it if missing or stale."""
-    from ..model.model_dir import load_config
+    from ..model.model_dir import load_model_config
     model_dir = Path(model_dir)
-    config = load_config(model_dir)
+    config = load_model_config(model_dir)
     clip = tuple(clip) if clip else (config.clip.frames, config.clip.height, config.clip.width)
     heads = tuple(h for h in config.heads if heads is None or h in heads)
     wanted = GraphSpec(clip, heads, batch, float_input, precision).as_record()
@@ -177,3 +165,9 @@ def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, he
             return candidate
     return export_onnx(model_dir, out_dir, clip=clip, heads=heads, batch=batch, float_input=float_input,
                        precision=precision)
+
+
+def spec_from_record(record: dict) -> IOSpec:
+    spec, limits = record["spec"], record.get("max_queries", {})
+    return IOSpec(int(spec["batch"]), tuple(spec["clip"]), tuple(spec["heads"]), int(limits.get("points", 0)),
+                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"])

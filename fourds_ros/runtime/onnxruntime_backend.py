@@ -5,14 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend, BackendError, IOSpec
-from .export import ExportError, read_record
-
-
-def spec_from_record(record: dict) -> IOSpec:
-    spec, limits = record["spec"], record.get("max_queries", {})
-    return IOSpec(int(spec["batch"]), tuple(spec["clip"]), tuple(spec["heads"]), int(limits.get("points", 0)),
-                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"])
+from .backend import Backend, BackendError
+from .export import ExportError, read_record, spec_from_record
 
 
 class OnnxRuntimeBackend(Backend):

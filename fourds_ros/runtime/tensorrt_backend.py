@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend, BackendError
-from .export import ExportError, read_record
-from .onnxruntime_backend import spec_from_record
+from .export import ExportError, read_record, spec_from_record
 
 log = logging.getLogger("fourds_ros.runtime.tensorrt")
 PRECISIONS = ("fp32", "fp16")

@@ -8,7 +8,6 @@ import torch
 
 from ..model import load_model_dir
 from .backend import Backend, BackendError, IOSpec
-from .export import at_clip
 from .graph import InferenceGraph
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,7 +27,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.autocast = PRECISIONS[precision]
-        self.graph = InferenceGraph(at_clip(load_model_dir(model_dir), clip), heads, float_input).to(self.device).eval()
+        self.graph = InferenceGraph(load_model_dir(model_dir).at_clip(clip), heads, float_input).to(self.device).eval()
         cfg = self.graph.model.config
         spec = IOSpec(batch, (cfg.clip.frames, cfg.clip.height, cfg.clip.width), self.graph.heads,
                       cfg.heads["points"].max_queries if "points" in self.graph.heads else 0,

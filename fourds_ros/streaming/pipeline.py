@@ -23,11 +23,10 @@ from typing import Callable
 import numpy as np
 
 from ..runtime import Backend, pad_queries
-from .frame_ring import FrameInfo, FrameRing
-from .image_decode import image_view
-from .preprocess import FramePreprocessor, PixelMap
+from .camera import PixelMap
+from .frames import FrameInfo, FramePreprocessor, FrameRing, image_view
 from .stitching import DepthAligner, Trajectory
-from .tracks import TrackFrame, TrackSet, seed_points
+from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
 
 
 @dataclass
@@ -60,6 +59,7 @@ class FrameOutput:
     source_size: tuple[int, int]  # (height, width) of the camera image
     depth: np.ndarray | None = None  # (h, w) float32 metres at model resolution
     world_from_camera: np.ndarray | None = None  # (4, 4)
+    pose_covariance: np.ndarray | None = None  # (6, 6): x, y, z, rotation about x, y, z (nav_msgs/Odometry order)
     points: TrackFrame | None = None
     boxes: TrackFrame | None = None
 
@@ -127,7 +127,7 @@ class StreamingPipeline:
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
                                config.max_invisible_frames) if "points" in heads and config.point_tracks else None
         self.boxes = TrackSet("boxes", backend.spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
-        self._seed_inbox: deque = deque(maxlen=4096)  # (kind, stamp_ns, value in source pixels, track id)
+        self._seeds = SeedInbox()
         self._busy = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
         self._worker.start()
@@ -165,11 +165,11 @@ class StreamingPipeline:
 
     def add_box_seed(self, stamp_ns: int, box: np.ndarray, track_id: int | None = None) -> None:
         """Track a box `(x_min, y_min, x_max, y_max)` in source pixels from the frame stamped `stamp_ns`."""
-        self._seed_inbox.append(("boxes", stamp_ns, np.asarray(box, np.float64), track_id))
+        self._seeds.add("boxes", stamp_ns, box, track_id)
 
     def add_point_seed(self, stamp_ns: int, xy: np.ndarray, track_id: int | None = None) -> None:
         """Track a point `(x, y)` in source pixels from the frame stamped `stamp_ns`."""
-        self._seed_inbox.append(("points", stamp_ns, np.asarray(xy, np.float64), track_id))
+        self._seeds.add("points", stamp_ns, xy, track_id)
 
     def flush(self) -> None:
         """Run the newest window now for frames no window has covered yet (end of a recording)."""
@@ -254,7 +254,10 @@ class StreamingPipeline:
                     tracks.reset()
         seqs = [info.seq for info in job.infos]
         publish_from = next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
-        point_q, box_q = self._track_queries(job, window[0], seqs, publish_from)
+        self._seeds.deliver([info.stamp_ns for info in job.infos], seqs, job.pixel_map,
+                            {"points": self.points, "boxes": self.boxes}, self.log)
+        point_q, box_q = window_queries(self.points, self.boxes, window[0], seqs, publish_from,
+                                        self.config.point_seeding)
         started = time.monotonic()
         out = self.backend.run(window, pad_queries(self.backend.spec, point_q.array(3) if point_q else None,
                                                    box_q.array(5) if box_q else None))
@@ -285,50 +288,13 @@ class StreamingPipeline:
             n = len(queries.ids)
             frames = tracks.update(seqs, publish_from, queries.ids, out[key][0, :n], out[f"{key}_visible_logit"][0, :n])
             for o, frame in zip(outputs, frames):
+                frame.to_source(job.pixel_map)
                 setattr(o, attr, frame)
         for o in outputs:
             self.on_output(o)
         self.stats.frames_emitted += len(outputs)
         if outputs:
             self._last_emitted = outputs[-1].info.seq
-
-    def _track_queries(self, job: _Job, window: np.ndarray, seqs: list[int], publish_from: int):
-        self._take_seeds(job, seqs)
-        point_q = box_q = None
-        if self.points is not None:
-            if self.config.point_seeding != "none":
-                # Seeds go on the newest frame already emitted (tracked forward into the new frames), or frame 0.
-                seed_index = max(publish_from - 1, 0)
-                existing = np.array([t.value for t in self.points.tracks.values() if t.seq in seqs]).reshape(-1, 2)
-                need = self.points.max_tracks - len(existing)
-                for xy in seed_points(window[seed_index], need, existing, self.config.point_seeding):
-                    self.points.add_seed(seqs[seed_index], xy)
-            point_q = self.points.queries(seqs)
-        if self.boxes is not None:
-            box_q = self.boxes.queries(seqs)
-        return point_q, box_q
-
-    def _take_seeds(self, job: _Job, seqs: list[int]) -> None:
-        """Match seeds received by stamp to frames of this window (or keep them for a later one)."""
-        stamps = np.array([info.stamp_ns for info in job.infos])
-        half_period = max(float(np.median(np.diff(stamps))), 1.0) / 2
-        later = []
-        while self._seed_inbox:
-            kind, stamp, value, track_id = self._seed_inbox.popleft()
-            tracks = self.points if kind == "points" else self.boxes
-            if tracks is None:
-                continue
-            if stamp > stamps[-1] + half_period:
-                later.append((kind, stamp, value, track_id))  # a frame still to come
-                continue
-            i = int(np.argmin(np.abs(stamps - stamp)))
-            if abs(stamps[i] - stamp) > half_period:
-                self.log.warning(f"{kind} seed stamped {stamp} ns matches no frame of the current window; ignored")
-                continue
-            corners = value.reshape(-1, 2)
-            x, y = job.pixel_map.to_model(corners[:, 0], corners[:, 1])
-            tracks.add_seed(seqs[i], np.column_stack([x, y]).ravel(), track_id)
-        self._seed_inbox.extend(later)
 
     def close(self) -> None:
         with self._lock:

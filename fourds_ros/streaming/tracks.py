@@ -4,15 +4,20 @@ Each live track is carried into the next window by querying the model at its
 last estimate, on the newest frame both windows share. Tracks invisible for
 more than `max_invisible` frames are dropped; point tracks are topped up to
 `target` by seeding (corner detector or grid) away from live ones; box tracks
-come from seeds (boxes received on a topic). All coordinates here are
-model-input pixels; the node maps them to the source image.
+come from seeds (boxes received on a topic). Seeds arrive in camera pixels with
+a stamp (`SeedInbox`) and are matched to a window's frames. Coordinates inside a
+`TrackSet` are model-input pixels.
 """
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from .camera import PixelMap
 
 
 @dataclass
@@ -31,6 +36,12 @@ class TrackFrame:
     values: np.ndarray  # float32 (N, 2) or (N, 4), model pixels
     visible: np.ndarray  # uint8 (N,)
     confidence: np.ndarray  # float32 (N,)
+    source_values: np.ndarray | None = None  # the same in camera pixels (set by `to_source`)
+
+    def to_source(self, pixel_map: PixelMap) -> None:
+        xy = self.values.reshape(*self.values.shape[:-1], self.values.shape[-1] // 2, 2)  # boxes: two corners
+        x, y = pixel_map.to_source(xy[..., 0], xy[..., 1])
+        self.source_values = np.stack([x, y], -1).reshape(self.values.shape).astype(np.float32)
 
 
 @dataclass
@@ -145,3 +156,56 @@ def seed_points(frame: np.ndarray, count: int, existing: np.ndarray, method: str
         free = mask[np.clip(np.round(grid[:, 1]).astype(int), 0, h - 1), np.clip(np.round(grid[:, 0]).astype(int), 0, w - 1)] > 0
         points = grid[free][:count]
     return points.astype(np.float32)
+
+
+class SeedInbox:
+    """Track seeds received by stamp, in camera pixels, waiting for the window that holds their frame."""
+
+    def __init__(self, capacity: int = 4096):
+        self._items: deque = deque(maxlen=capacity)  # (kind, stamp_ns, value, track id)
+
+    def add(self, kind: str, stamp_ns: int, value, track_id: int | None = None) -> None:
+        self._items.append((kind, int(stamp_ns), np.asarray(value, np.float64), track_id))
+
+    def deliver(self, stamps: list[int], seqs: list[int], pixel_map: PixelMap, track_sets: dict,
+                log: logging.Logger) -> None:
+        """Seed the tracks of every seed whose stamp matches a frame of this window; keep those still to come."""
+        stamps_a = np.asarray(stamps)
+        half_period = max(float(np.median(np.diff(stamps_a))), 1.0) / 2
+        later = []
+        while self._items:
+            kind, stamp, value, track_id = self._items.popleft()
+            tracks = track_sets.get(kind)
+            if tracks is None:
+                continue
+            if stamp > stamps_a[-1] + half_period:
+                later.append((kind, stamp, value, track_id))  # a frame still to come
+                continue
+            i = int(np.argmin(np.abs(stamps_a - stamp)))
+            if abs(stamps_a[i] - stamp) > half_period:
+                log.warning(f"{kind} seed stamped {stamp} ns matches no frame of the current window; ignored")
+                continue
+            corners = value.reshape(-1, 2)
+            x, y = pixel_map.to_model(corners[:, 0], corners[:, 1])
+            tracks.add_seed(seqs[i], np.column_stack([x, y]).ravel(), track_id)
+        self._items.extend(later)
+
+
+def window_queries(points: TrackSet | None, boxes: TrackSet | None, window: np.ndarray, seqs: list[int],
+                   publish_from: int, seeding: str) -> tuple[TrackQueries | None, TrackQueries | None]:
+    """The point and box queries of one window; point tracks are topped up by `seeding` first.
+
+    New points go on the newest frame already emitted (tracked forward into the new frames), or frame 0.
+    """
+    point_q = box_q = None
+    if points is not None:
+        if seeding != "none":
+            seed_index = max(publish_from - 1, 0)
+            existing = np.array([t.value for t in points.tracks.values() if t.seq in seqs]).reshape(-1, 2)
+            need = points.max_tracks - len(existing)
+            for xy in seed_points(window[seed_index], need, existing, seeding):
+                points.add_seed(seqs[seed_index], xy)
+        point_q = points.queries(seqs)
+    if boxes is not None:
+        box_q = boxes.queries(seqs)
+    return point_q, box_q

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..streaming.image_decode import ENCODINGS, image_view, to_rgb
-from ..synthetic.writers import TOPICS
-from ..track_layout import BOX_DTYPE, POINT_DTYPE, unpack
+from ..streaming.frames import ENCODINGS, image_view, to_rgb
+from .topics import TOPICS, TYPES, typestore
+from .track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 
-IMAGE_TYPE = "sensor_msgs/msg/Image"
+IMAGE_TYPE = TYPES["image"]
 
 
 class BagError(ValueError):
@@ -88,7 +88,6 @@ def _stamp(header) -> int:
 
 def read_bag(path: Path, image_topic: str | None = None) -> tuple[str, list[Frame], GroundTruth]:
     """Camera frames of `image_topic` (or the bag's camera topic) and whatever ground truth the bag holds."""
-    from ..synthetic.writers import typestore
     store = typestore()
     reader = open_reader(path)
     try:

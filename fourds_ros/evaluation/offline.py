@@ -1,29 +1,18 @@
-"""Run the node's streaming pipeline over recorded frames, offline, without dropping any window."""
+"""`fourds-ros eval`: the node's streaming pipeline over a recorded bag, offline, every window processed, scored."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime import Backend
+from ..bags.reader import Frame, read_bag
+from ..runtime import Backend, backend_options, create_backend
 from ..streaming import FrameOutput, StreamConfig, StreamingPipeline, StreamStats
-from .bag_io import Frame
-
-
-@dataclass
-class Predictions:
-    """Per-frame outputs in source-image pixels, aligned with the input frames."""
-
-    stamps_ns: np.ndarray  # (F,)
-    depth: np.ndarray | None  # (F, h, w) model resolution, NaN where no output
-    world_from_camera: np.ndarray | None  # (F, 4, 4), NaN where no output
-    point_tracks: np.ndarray | None  # (N, F, 2) source pixels
-    point_visible: np.ndarray | None  # (N, F)
-    boxes: np.ndarray | None  # (M, F, 4) source pixels
-    box_visible: np.ndarray | None  # (M, F)
-    stats: StreamStats
+from .report import portable_path, runtime_summary, write_report
+from .scoring import Predictions, align_truth, score_baselines, score_with_queries
 
 
 def run_offline(frames: list[Frame], backend: Backend, config: StreamConfig,
@@ -100,3 +89,27 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
         values[ids[keep], f] = source[keep]
         visible[ids[keep], f] = tracks.visible[keep].astype(bool)
     return values, visible
+
+
+def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
+             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0,
+             precision: str | None = None) -> dict:
+    started = time.monotonic()
+    topic, frames, gt = read_bag(bag, image_topic)
+    truth = align_truth(frames, gt)
+    engine = create_backend(backend, model_dir, **backend_options(backend, precision, threads=threads))
+    spec = engine.spec
+    point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
+    box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
+    config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
+                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0)
+    pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
+                       box_query[:2] if box_query else None, progress=progress)
+    scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
+    report = {"bag": portable_path(bag), "image_topic": topic, "frames": len(frames), "model": portable_path(model_dir),
+              "backend": engine.description, "window": {"len": spec.clip[0], "hop": window_hop},
+              "model_metrics": scores, "runtime": runtime_summary(pred), "notes": notes}
+    report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
+    report["wall_time_s"] = round(time.monotonic() - started, 1)
+    write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
+    return report

@@ -1,18 +1,28 @@
-"""`fourds-ros eval`: score the node's pipeline on a bag against its ground truth, next to classical baselines."""
+"""Scoring predictions against a bag's ground truth, and the classical baselines on the same frames."""
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..runtime import create_backend
-from ..streaming import StreamConfig
+from ..bags.reader import Frame, GroundTruth
+from ..streaming import StreamStats
 from . import baselines, metrics
-from .bag_io import Frame, GroundTruth, read_bag
-from .runner import Predictions, run_offline
+
+
+@dataclass
+class Predictions:
+    """Per-frame outputs in source-image pixels, aligned with the input frames."""
+
+    stamps_ns: np.ndarray  # (F,)
+    depth: np.ndarray | None  # (F, h, w) model resolution, NaN where no output
+    world_from_camera: np.ndarray | None  # (F, 4, 4), NaN where no output
+    point_tracks: np.ndarray | None  # (N, F, 2) source pixels
+    point_visible: np.ndarray | None  # (N, F)
+    boxes: np.ndarray | None  # (M, F, 4) source pixels
+    box_visible: np.ndarray | None  # (M, F)
+    stats: StreamStats
+
 
 
 @dataclass
@@ -132,58 +142,3 @@ def score_baselines(frames: list[Frame], truth: AlignedTruth, point_query) -> tu
             truth.point_tracks[index], truth.point_visible[index], tracks, visible, first,
             (frames[0].height, frames[0].width))}
     return scores, predictions
-
-
-def runtime_summary(pred: Predictions) -> dict:
-    s = pred.stats
-    latencies = np.array(s.latencies_s) * 1e3
-    return {"window_latency_ms": {"mean": round(float(latencies.mean()), 2), "p50": round(float(np.percentile(latencies, 50)), 2),
-                                  "p99": round(float(np.percentile(latencies, 99)), 2)} if len(latencies) else None,
-            "windows_processed": s.windows_processed, "windows_dropped": s.windows_dropped,
-            "frames_emitted": s.frames_emitted, "frames_dropped": s.frames_dropped}
-
-
-def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
-             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0,
-             precision: str | None = None) -> dict:
-    started = time.monotonic()
-    topic, frames, gt = read_bag(bag, image_topic)
-    truth = align_truth(frames, gt)
-    options = {"threads": threads} if threads and backend != "tensorrt" else {}
-    if precision:
-        options["precision"] = precision
-    engine = create_backend(backend, model_dir, **options)
-    spec = engine.spec
-    point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
-    box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
-    config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
-                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0)
-    pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
-                       box_query[:2] if box_query else None, progress=progress)
-    scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
-    report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
-              "backend": engine.description, "window": {"len": spec.clip[0], "hop": window_hop},
-              "model_metrics": scores, "runtime": runtime_summary(pred), "notes": notes}
-    report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
-    report["wall_time_s"] = round(time.monotonic() - started, 1)
-    write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
-    return report
-
-
-def write_report(report: dict, out_dir: Path, frames: list[Frame], truth: AlignedTruth, pred: Predictions,
-                 point_query, baseline_predictions: dict, video: bool) -> None:
-    from .plots import depth_figure, track_figure, trajectory_figure, write_video
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = report["files"] = {"metrics": "metrics.json"}
-    if pred.depth is not None:
-        files["depth_plot"] = depth_figure(out_dir / "depth.png", frames, truth.depth, pred.depth)
-    if pred.world_from_camera is not None and truth.poses is not None:
-        files["trajectory_plot"] = trajectory_figure(out_dir / "trajectory.png", truth.poses, pred.world_from_camera,
-                                                     baseline_predictions.get("vo"))
-    if pred.point_tracks is not None and point_query is not None:
-        files["tracks_plot"] = track_figure(out_dir / "tracks.png", frames, truth, pred, point_query,
-                                            baseline_predictions.get("lucas_kanade"))
-    if video and pred.depth is not None:
-        files["video"] = write_video(out_dir / "side_by_side.mp4", frames, pred.depth)
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -16,19 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bags.reader import BagError, open_reader, pose_matrix, read_bag
+from ..bags.topics import CLOCK, NODE_OUTPUTS, PER_FRAME_OUTPUTS, RECORDED_OUTPUTS, camera_info_for, node_topic, \
+    typestore
+from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
+from ..evaluation.report import portable_path, write_report
+from ..evaluation.scoring import BOX_FIELDS, POINT_FIELDS, Predictions, align_truth, records_to_tracks, \
+    score_baselines, score_with_queries
 from ..streaming import StreamStats
-from ..synthetic.writers import typestore
-from ..track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
-from .bag_io import BagError, open_reader, read_bag
-from .evaluate import BOX_FIELDS, POINT_FIELDS, align_truth, records_to_tracks, score_baselines, \
-    score_with_queries, write_report
-from .runner import Predictions
 
 log = logging.getLogger("fourds_ros.replay")
-OUTPUT_TOPICS = {"depth/image": "sensor_msgs/msg/Image", "odometry": "nav_msgs/msg/Odometry",
-                 "tracks/points": "sensor_msgs/msg/PointCloud2", "tracks/boxes": "sensor_msgs/msg/PointCloud2",
-                 "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
-PER_FRAME_TOPICS = ["depth/image", "odometry"]  # one message for every emitted frame (track clouds only once seeded)
+# The node's topics replay records, by the names it publishes them under.
+OUTPUT_TOPICS = {node_topic(name): NODE_OUTPUTS[name] for name in RECORDED_OUTPUTS}
+PER_FRAME_TOPICS = [node_topic(name) for name in PER_FRAME_OUTPUTS]  # track clouds come only once seeded
+DIAGNOSTICS = node_topic("diagnostics")
 
 
 def message_class(msgtype: str):
@@ -45,8 +46,8 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
            settle_s: float = 30.0, precision: str | None = None) -> dict:
     from rclpy.serialization import serialize_message
 
-    from ..model.model_dir import load_config
-    from ..ros.processes import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
+    from ..model.model_dir import load_model_config
+    from .processes import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
     from ..runtime.export import find_or_export
 
     if rate <= 0:
@@ -57,19 +58,19 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = find_or_export(model_dir, precision="int8" if precision == "int8" else "fp32") \
         if backend != "torch" else None
-    config = load_config(model_dir)
+    config = load_model_config(model_dir)
     max_points = config.heads["points"].max_queries if "points" in config.heads else 0
     max_boxes = config.heads["boxes"].max_queries if "boxes" in config.heads else 0
     point_query = truth.queries("points", max_points)
     box_query = truth.queries("boxes", max_boxes)
-    info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
+    info_topic = camera_info_for(topic)
     args = ["--ros-args", "--params-file", default_params_file(),
             "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
             "-p", f"window_hop:={window_hop}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
             "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
-            "-p", "diagnostics_period:=0.5", "-r", f"image:={topic}", "-r", f"camera_info:={info_topic}"]
+            "-p", "diagnostics_period:=0.5", "-r", f"{node_topic('image')}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
     if onnx_path is not None:
         args += ["-p", f"onnx_path:={onnx_path}"]
     if precision:
@@ -86,7 +87,7 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
         names = [t if t.startswith("/") else f"/{t}" for t in OUTPUT_TOPICS]
         try:
             recorder.wait_until(lambda: all(recorder.node.count_publishers(t) > 0 for t in names)
-                                and recorder.messages("/diagnostics"), 60, "perception_node's publishers")
+                                and recorder.messages(DIAGNOSTICS), 60, "perception_node's publishers")
         except AssertionError:
             raise RuntimeError(f"the replay graph did not connect: perception_node's outputs not discovered on ROS "
                                f"domain {domain} within 60 s (node log: {node.log_path})") from None
@@ -104,9 +105,9 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     output_bag = out_dir / "outputs_bag"
     _write_bag(output_bag, recorded, serialize_message)
     pred, latency = _predictions(frames, recorded, published_at, point_query, box_query)
-    diag = diagnostics_values(recorded["/diagnostics"][-1][1]) if recorded["/diagnostics"] else {}
+    diag = diagnostics_values(recorded[DIAGNOSTICS][-1][1]) if recorded[DIAGNOSTICS] else {}
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
-    report = {"bag": str(bag), "image_topic": topic, "frames": len(frames), "model": str(model_dir),
+    report = {"bag": portable_path(bag), "image_topic": topic, "frames": len(frames), "model": portable_path(model_dir),
               "backend": diag.get("backend", backend), "mode": f"replay over ROS 2 at rate {rate}",
               "window": {"len": config.clip.frames, "hop": window_hop}, "model_metrics": scores,
               "runtime": {"end_to_end_latency_ms": latency, "node_diagnostics": diag}, "notes": notes,
@@ -138,9 +139,9 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
                 log.warning(f"not replaying {conn.topic}: its type {conn.msgtype} is not installed")
                 continue
             publishers[conn.topic] = node.create_publisher(cls, conn.topic, qos)
-        clock = node.create_publisher(Clock, "/clock", 10)
-        seeds_points = node.create_publisher(PointCloud2, "tracks/point_seeds", 100)
-        seeds_boxes = node.create_publisher(PointCloud2, "tracks/box_seeds", 100)
+        clock = node.create_publisher(Clock, CLOCK[0], 10)
+        seeds_points = node.create_publisher(PointCloud2, node_topic("tracks/point_seeds"), 100)
+        seeds_boxes = node.create_publisher(PointCloud2, node_topic("tracks/box_seeds"), 100)
         image_pub = publishers[image_topic]
         deadline = time.monotonic() + 60
         while image_pub.get_subscription_count() < 1:
@@ -179,7 +180,7 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
 
 def _seed_messages(frames, point_query, box_query) -> dict[int, list]:
     """GT queries as the node's seed clouds, keyed by the stamp of the frame they belong to."""
-    from ..ros import messages
+    from . import messages
     out: dict[int, list] = {}
     stamps = [f.stamp_ns for f in frames]
     for kind, query in (("points", point_query), ("boxes", box_query)):
@@ -212,13 +213,12 @@ def _write_bag(path: Path, recorded: dict, serialize) -> None:
 
 
 def _predictions(frames, recorded: dict, published_at: dict[int, float], point_query, box_query):
-    from ..ros.messages import cloud_fields, stamp_ns
-    from .bag_io import pose_matrix
+    from .messages import cloud_fields, stamp_ns
     stamps = [f.stamp_ns for f in frames]
     index = {s: i for i, s in enumerate(stamps)}
     depth = poses = None
     latency = []
-    for received, msg in recorded["depth/image"]:
+    for received, msg in recorded[node_topic("depth/image")]:
         i = index.get(stamp_ns(msg.header))
         if i is None:
             continue
@@ -227,9 +227,9 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
         depth[i] = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
         if stamps[i] in published_at:
             latency.append((received - published_at[stamps[i]]) * 1e3)
-    if recorded["odometry"]:
+    if recorded[node_topic("odometry")]:
         poses = np.full((len(frames), 4, 4), np.nan)
-        for _, msg in recorded["odometry"]:
+        for _, msg in recorded[node_topic("odometry")]:
             i = index.get(stamp_ns(msg.header))
             if i is not None:
                 poses[i] = pose_matrix(msg.pose.pose)
@@ -241,8 +241,8 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
                  for _, m in recorded[topic]}
         return records_to_tracks(table, stamps, fields, count=len(query[0]))
 
-    point_tracks, point_visible = tracks("tracks/points", point_query, POINT_DTYPE, POINT_FIELDS)
-    boxes, box_visible = tracks("tracks/boxes", box_query, BOX_DTYPE, BOX_FIELDS)
+    point_tracks, point_visible = tracks(node_topic("tracks/points"), point_query, POINT_DTYPE, POINT_FIELDS)
+    boxes, box_visible = tracks(node_topic("tracks/boxes"), box_query, BOX_DTYPE, BOX_FIELDS)
     latency_summary = {"p50": round(float(np.percentile(latency, 50)), 1), "p99": round(float(np.percentile(latency, 99)), 1),
                        "frames": len(latency)} if latency else None
     pred = Predictions(np.array(stamps, np.int64), depth, poses, point_tracks, point_visible, boxes, box_visible,

@@ -1,0 +1,197 @@
+"""Everything perception_node publishes, from one `FrameOutput` of the streaming pipeline.
+
+Called on the pipeline's worker thread, once per camera frame, with that frame's stamp and frame id.
+Conventions: depth is 32FC1 metres along the optical axis with NaN where invalid (REP 118); poses are
+the camera's optical frame in `odom_frame` (REP 103/105); tracks are in camera pixels.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from geometry_msgs.msg import Point, PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..bags.topics import node_topic
+from ..bags.track_layout import pack_boxes, pack_points
+from ..streaming import FrameOutput
+from ..streaming.camera import depth_at, ray_points
+from . import messages
+
+try:  # optional message packages of a full ROS 2 install
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
+try:
+    from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
+except ImportError:
+    Detection2DArray = None
+
+
+class NodeOutputs:
+    def __init__(self, node: Node, qos: QoSProfile, odom_frame: str, child_frame_id: str, path_length: int,
+                 path_every: int, publish_tf: bool):
+        self.odom_frame, self.child_frame_id, self.path_every = odom_frame, child_frame_id, path_every
+        self.depth = node.create_publisher(Image, node_topic("depth/image"), qos)
+        self.depth_info = node.create_publisher(CameraInfo, node_topic("depth/camera_info"), qos)
+        self.odom = node.create_publisher(Odometry, node_topic("odometry"), qos)
+        self.pose = node.create_publisher(PoseStamped, node_topic("pose"), qos)
+        self.path_pub = node.create_publisher(PathMsg, node_topic("path"), qos)
+        self.points = node.create_publisher(PointCloud2, node_topic("tracks/points"), qos)
+        self.boxes = node.create_publisher(PointCloud2, node_topic("tracks/boxes"), qos)
+        self.markers = node.create_publisher(MarkerArray, node_topic("tracks/markers"), qos)
+        self.tf = node.create_publisher(TFMessage, node_topic("tf"), 100) if publish_tf and TFMessage else None
+        if publish_tf and TFMessage is None:
+            node.get_logger().warning("publish_tf is set but tf2_msgs is not installed: /tf is not published")
+        self.detections = (node.create_publisher(Detection2DArray, node_topic("tracks/detections"), qos)
+                           if Detection2DArray else None)
+        self.path = PathMsg()
+        self.path_poses: deque = deque(maxlen=path_length)
+        self.poses_published = 0
+        self.camera_info: CameraInfo | None = None  # the source camera's, set by the node
+
+    def publish(self, out: FrameOutput) -> None:
+        header = Header(stamp=Time(nanoseconds=out.info.stamp_ns).to_msg(), frame_id=out.info.frame_id)
+        k_model = None
+        if out.depth is not None:
+            self.depth.publish(depth_image(out.depth, header))
+            if self.camera_info is not None:
+                info = scaled_camera_info(self.camera_info, out, header)
+                self.depth_info.publish(info)
+                k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
+        if out.world_from_camera is not None:
+            self._publish_pose(out.world_from_camera, header, out.pose_covariance)
+        points_uv = boxes = None
+        if out.points is not None:
+            t = out.points
+            self.points.publish(messages.track_cloud(pack_points(t.ids, t.source_values, t.visible, t.confidence),
+                                                     header))
+            points_uv = t.values[t.visible.astype(bool)]
+        if out.boxes is not None:
+            t = out.boxes
+            self.boxes.publish(messages.track_cloud(pack_boxes(t.ids, t.source_values, t.visible, t.confidence),
+                                                    header))
+            boxes = t.values[t.visible.astype(bool)]
+            if self.detections is not None:
+                self.detections.publish(detections(header, t.ids, t.source_values, t.visible, t.confidence))
+        if out.points is not None or out.boxes is not None:
+            self.markers.publish(track_markers(header, out.depth, k_model, points_uv, boxes))
+
+    def _publish_pose(self, world_from_camera: np.ndarray, header: Header, covariance: np.ndarray | None) -> None:
+        odom_header = Header(stamp=header.stamp, frame_id=self.odom_frame)
+        child = self.child_frame_id or header.frame_id
+        self.odom.publish(odometry(world_from_camera, odom_header, child, covariance))
+        pose = PoseStamped(header=odom_header, pose=messages.pose_of(world_from_camera))
+        self.pose.publish(pose)
+        self.path_poses.append(pose)
+        self.poses_published += 1
+        if self.poses_published % self.path_every == 0:  # the path is for display: once per hop
+            self.path.header = odom_header
+            self.path.poses = list(self.path_poses)
+            self.path_pub.publish(self.path)
+        if self.tf is not None:
+            self.tf.publish(TFMessage(transforms=[transform(world_from_camera, odom_header, child)]))
+
+
+def depth_image(depth: np.ndarray, header: Header) -> Image:
+    """32FC1 metres along the optical axis (REP 118): a value that is not finite or not positive is NaN."""
+    h, w = depth.shape
+    valid = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    return Image(header=header, height=h, width=w, encoding="32FC1", is_bigendian=0, step=w * 4,
+                 data=np.ascontiguousarray(valid, dtype="<f4").tobytes())
+
+
+def scaled_camera_info(source: CameraInfo, out: FrameOutput, header: Header) -> CameraInfo:
+    """The source camera seen at the depth image's resolution (crop and scale applied to K and P).
+
+    An uncalibrated camera (all-zero K or P) stays uncalibrated. When the pipeline rectified the images,
+    the depth image is distortion-free.
+    """
+    height, width = out.depth.shape
+    k = np.asarray(source.k, np.float64).reshape(3, 3)
+    p = np.asarray(source.p, np.float64).reshape(3, 4).copy()
+    pixel_map = out.pixel_map
+    if k.any():
+        k = pixel_map.intrinsics_to_model(k)
+    if p.any():
+        p[:, :3] = pixel_map.intrinsics_to_model(p[:, :3])
+        p[0, 3] /= pixel_map.scale_x
+        p[1, 3] /= pixel_map.scale_y
+    return CameraInfo(header=header, height=height, width=width, distortion_model=source.distortion_model,
+                      d=list(source.d), k=k.ravel().tolist(), r=list(source.r), p=p.ravel().tolist())
+
+
+def odometry(matrix: np.ndarray, header: Header, child_frame_id: str, covariance: np.ndarray | None = None) -> Odometry:
+    """Pose with its 6x6 covariance (x, y, z, rot x, rot y, rot z; -1 in [0] when unknown); twist not estimated."""
+    msg = Odometry(header=header, child_frame_id=child_frame_id)
+    msg.pose.pose = messages.pose_of(matrix)
+    if covariance is not None:
+        msg.pose.covariance = [float(v) for v in np.asarray(covariance, np.float64).ravel()]
+    else:
+        msg.pose.covariance[0] = -1.0
+    msg.twist.covariance[0] = -1.0
+    return msg
+
+
+def transform(matrix: np.ndarray, header: Header, child_frame_id: str) -> TransformStamped:
+    msg = TransformStamped(header=header, child_frame_id=child_frame_id)
+    pose = messages.pose_of(matrix)
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (
+        pose.position.x, pose.position.y, pose.position.z)
+    msg.transform.rotation = pose.orientation
+    return msg
+
+
+def track_markers(header: Header, depth: np.ndarray | None, k: np.ndarray | None,
+                  points_uv: np.ndarray | None, boxes: np.ndarray | None) -> MarkerArray:
+    """RViz markers for visible tracks, placed in 3D with the depth image (model pixels, model intrinsics)."""
+    out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+    if depth is None or k is None:
+        return out
+    if points_uv is not None and len(points_uv):
+        m = Marker(header=header, ns="points", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
+        m.scale.x = m.scale.y = m.scale.z = 0.03
+        m.color.g, m.color.a = 1.0, 1.0
+        m.pose.orientation.w = 1.0
+        u, v = points_uv[:, 0], points_uv[:, 1]
+        xyz = ray_points(u, v, depth_at(depth, u, v), k)
+        m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in xyz if np.isfinite(z)]
+        out.markers.append(m)
+    if boxes is not None and len(boxes):
+        m = Marker(header=header, ns="boxes", id=1, type=Marker.LINE_LIST, action=Marker.ADD)
+        m.scale.x = 0.01
+        m.color.r, m.color.a = 1.0, 1.0
+        m.pose.orientation.w = 1.0
+        centre_z = depth_at(depth, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
+        for (x0, y0, x1, y1), z in zip(boxes, centre_z):
+            if not np.isfinite(z):
+                continue
+            corners = ray_points(np.array([x0, x1, x1, x0]), np.array([y0, y0, y1, y1]), np.full(4, z), k)
+            for a, b in zip(corners, np.roll(corners, -1, axis=0)):
+                m.points += [Point(x=float(a[0]), y=float(a[1]), z=float(a[2])),
+                             Point(x=float(b[0]), y=float(b[1]), z=float(b[2]))]
+        out.markers.append(m)
+    return out
+
+
+def detections(header: Header, ids, boxes, visible, confidence):
+    """vision_msgs/Detection2DArray of the visible box tracks, the track id in `Detection2D.id`."""
+    out = Detection2DArray(header=header)
+    for track_id, (x0, y0, x1, y1), vis, conf in zip(ids, boxes, visible, confidence):
+        if not vis:
+            continue
+        det = Detection2D(header=header, id=str(int(track_id)))
+        det.bbox = BoundingBox2D()
+        det.bbox.center.position.x, det.bbox.center.position.y = float(x0 + x1) / 2, float(y0 + y1) / 2
+        det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = "track", float(conf)
+        det.results = [hypothesis]
+        out.detections.append(det)
+    return out

@@ -1,0 +1,81 @@
+"""Which backend, at which precision, with which options: the one place callers (node, CLI, eval) ask.
+
+`create_backend` validates the choice and turns every start-up failure (unknown name, precision the
+backend cannot run, bad model directory, failed export) into a `BackendError` naming the problem.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .backend import Backend, BackendError
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DEFAULT_BACKEND = "onnxruntime"
+# The precisions each backend runs, its default first.
+PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "fp32")}
+ALL_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def check_choice(name: str, precision: str | None) -> str:
+    """The precision to use (the backend's default for None); raises BackendError for a bad pair."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    allowed = PRECISIONS[name]
+    if precision is None:
+        return allowed[0]
+    if precision not in allowed:
+        raise BackendError(f"{precision!r} is not a precision of the {name} backend "
+                           f"({', '.join(allowed)})")
+    return precision
+
+
+def backend_options(name: str, precision: str | None = None, *, device: str = "cpu", threads: int = 0,
+                    cache_dir: str | Path | None = None, force_rebuild: bool = False) -> dict[str, Any]:
+    """The keyword options `create_backend` passes to backend `name`, from settings every caller has.
+
+    Settings a backend has no use for are dropped (threads for TensorRT, the engine cache for the others).
+    """
+    options: dict[str, Any] = {"precision": check_choice(name, precision)}
+    if name == "torch":
+        options.update(device=device, threads=threads or None)
+    elif name == "onnxruntime":
+        options.update(device=device, threads=threads)
+    else:
+        gpu = device if device.startswith("cuda") else "cuda:0"  # TensorRT runs on a GPU whatever the default says
+        options.update(device=gpu, force_rebuild=force_rebuild, cache_dir=Path(cache_dir) if cache_dir else None)
+    return options
+
+
+def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path | None = None,
+                   clip: tuple[int, int, int] | None = None, heads: tuple[str, ...] | None = None,
+                   float_input: bool = False, **options: Any) -> Backend:
+    """Start a backend. ONNX-based backends take `onnx_path`, or export `model_dir` once and reuse it.
+
+    `options` are those of `backend_options` (a missing precision means the backend's default).
+    `float_input` makes the window float32 in [0, 1] instead of uint8 (parity checks on float clips).
+    """
+    options["precision"] = check_choice(name, options.get("precision"))
+    if model_dir is None and (name == "torch" or onnx_path is None):
+        raise BackendError(f"the {name} backend needs a model directory" + ("" if name == "torch" else
+                                                                             " or an ONNX file"))
+    if name == "torch" or onnx_path is None:
+        # Only these paths read the model directory (and import torch); its errors become BackendErrors.
+        from ..model import ConfigError, ModelDirError
+        from .export import ExportError
+        try:
+            if name == "torch":
+                from .torch_backend import TorchBackend
+                return TorchBackend(model_dir, clip=clip, heads=heads, float_input=float_input, **options)
+            from .export import find_or_export
+            # The precision of an ONNX graph is fixed at export: onnxruntime runs the fp32 or the int8 graph.
+            graph_precision = options["precision"] if name == "onnxruntime" else "fp32"
+            onnx_path = find_or_export(model_dir, clip=clip, heads=heads, float_input=float_input,
+                                       precision=graph_precision)
+        except (ModelDirError, ConfigError, ExportError) as exc:
+            raise BackendError(str(exc)) from None
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(onnx_path, **options)
+    from .tensorrt_backend import TensorRTBackend
+    return TensorRTBackend(onnx_path, **options)

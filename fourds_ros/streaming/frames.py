@@ -1,0 +1,158 @@
+"""Camera frames into the model's window: decode the message bytes, crop/resize into a preallocated ring.
+
+Decoding is plain numpy (no cv_bridge): `np.frombuffer` over the message data is
+zero-copy, rows are sliced by `step`; OpenCV does the colour conversion and the
+resize straight into the ring's slot, so a frame is copied once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .camera import PixelMap
+
+# encoding -> (channels, index order that gives RGB, or None for grey)
+ENCODINGS: dict[str, tuple[int, tuple[int, ...] | None]] = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, None),
+}
+
+
+class ImageError(ValueError):
+    """An image message cannot be decoded: the message says why."""
+
+
+def image_view(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    """A `(height, width, channels)` uint8 view of the message bytes, after validating them."""
+    if encoding not in ENCODINGS:
+        raise ImageError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
+    channels, _ = ENCODINGS[encoding]
+    if height <= 0 or width <= 0:
+        raise ImageError(f"empty image ({width}x{height})")
+    row = width * channels
+    if step < row:
+        raise ImageError(f"step {step} is smaller than width * channels = {row} for {encoding}")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    needed = step * (height - 1) + row
+    if buffer.size < needed:
+        raise ImageError(f"truncated image data: {buffer.size} bytes for {width}x{height} {encoding} "
+                         f"with step {step} (need {needed})")
+    rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row), strides=(step, 1), writeable=False)
+    return rows.reshape(height, width, channels)
+
+
+def to_rgb(view: np.ndarray, encoding: str) -> np.ndarray:
+    """RGB `(H, W, 3)` uint8 from a view made by `image_view` (grey is replicated)."""
+    _, order = ENCODINGS[encoding]
+    if order is None:
+        return np.repeat(view, 3, axis=2)
+    if order == (0, 1, 2) and view.shape[2] == 3:
+        return view
+    return view[:, :, list(order)]
+
+
+POLICIES = ("resize", "center_crop")
+# cv2 conversions from each encoding's channel layout to RGB.
+_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+           "mono8": cv2.COLOR_GRAY2RGB}
+
+
+class FramePreprocessor:
+    """Writes each frame, cropped and resized to the model's (height, width), into a caller's RGB slot."""
+
+    def __init__(self, height: int, width: int, policy: str = "resize"):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown resize policy {policy!r}; choose from {', '.join(POLICIES)}")
+        self.height, self.width, self.policy = height, width, policy
+        self._scratch: dict[int, np.ndarray] = {}
+
+    def crop_box(self, src_h: int, src_w: int) -> tuple[int, int, int, int]:
+        """(x0, y0, crop_w, crop_h) of the source region the model sees."""
+        if self.policy == "resize":
+            return 0, 0, src_w, src_h
+        target = self.width / self.height
+        if src_w / src_h > target:
+            crop_w = int(round(src_h * target))
+            return (src_w - crop_w) // 2, 0, crop_w, src_h
+        crop_h = int(round(src_w / target))
+        return 0, (src_h - crop_h) // 2, src_w, crop_h
+
+    def pixel_map(self, src_h: int, src_w: int) -> PixelMap:
+        x0, y0, cw, ch = self.crop_box(src_h, src_w)
+        sx, sy = cw / self.width, ch / self.height
+        return PixelMap(sx, sy, x0 + 0.5 * sx - 0.5, y0 + 0.5 * sy - 0.5)
+
+    def __call__(self, view: np.ndarray, encoding: str, out: np.ndarray) -> None:
+        """Crop/resize `view` (as from `image_view`) into `out` `(height, width, 3)` uint8 RGB."""
+        x0, y0, cw, ch = self.crop_box(view.shape[0], view.shape[1])
+        region = view[y0:y0 + ch, x0:x0 + cw]
+        shrinking = cw > self.width or ch > self.height
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        size = (self.width, self.height)
+        if encoding == "rgb8":
+            if region.shape[:2] == (self.height, self.width):
+                out[...] = region
+            else:
+                cv2.resize(region, size, dst=out, interpolation=interpolation)
+            return
+        channels = ENCODINGS[encoding][0]
+        if channels == 1:
+            region = region[..., 0]
+        scratch = self._scratch.get(channels)
+        if scratch is None:
+            shape = (self.height, self.width) if channels == 1 else (self.height, self.width, channels)
+            scratch = self._scratch[channels] = np.empty(shape, np.uint8)
+        if region.shape[:2] == (self.height, self.width):
+            scratch[...] = region
+        else:
+            cv2.resize(region, size, dst=scratch, interpolation=interpolation)
+        cv2.cvtColor(scratch, _TO_RGB[encoding], dst=out)
+
+
+@dataclass
+class FrameInfo:
+    seq: int  # index of the frame among accepted frames since the last reset
+    stamp_ns: int
+    frame_id: str
+
+
+class FrameRing:
+    def __init__(self, capacity: int, height: int, width: int):
+        self.capacity = capacity
+        self.frames = np.zeros((capacity, height, width, 3), np.uint8)
+        self.infos: list[FrameInfo | None] = [None] * capacity
+        self.count = 0
+
+    def reset(self) -> None:
+        self.count = 0
+        self.infos = [None] * self.capacity
+
+    def next_slot(self) -> np.ndarray:
+        """The slot the next frame is written into (commit it with `commit`)."""
+        return self.frames[self.count % self.capacity]
+
+    def commit(self, stamp_ns: int, frame_id: str) -> FrameInfo:
+        info = FrameInfo(self.count, stamp_ns, frame_id)
+        self.infos[self.count % self.capacity] = info
+        self.count += 1
+        return info
+
+    @property
+    def last(self) -> FrameInfo | None:
+        return self.infos[(self.count - 1) % self.capacity] if self.count else None
+
+    def copy_window(self, length: int, out: np.ndarray) -> list[FrameInfo]:
+        """Copy the newest `length` frames, oldest first, into `out` `(length, H, W, 3)`."""
+        if self.count < length:
+            raise ValueError(f"only {self.count} frames buffered, a window needs {length}")
+        start = self.count - length
+        first = start % self.capacity
+        split = min(length, self.capacity - first)
+        out[:split] = self.frames[first:first + split]
+        out[split:length] = self.frames[:length - split]
+        return [self.infos[(start + i) % self.capacity] for i in range(length)]
