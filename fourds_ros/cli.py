@@ -181,7 +181,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.offline import evaluate
     from .evaluation.report import summary
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
-                      window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision)
+                      window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision,
+                      gt=args.gt)
     print(summary(report, args.out))
 
 
@@ -190,7 +191,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from .ros.replay import replay
     report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                     rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video,
-                    precision=args.precision)
+                    precision=args.precision, gt=args.gt)
     print(summary(report, args.out))
     latency = report["runtime"]["end_to_end_latency_ms"]
     if latency:
@@ -199,12 +200,48 @@ def cmd_replay(args: argparse.Namespace) -> None:
               f"dropped windows {diag.get('windows_dropped')}, dropped frames {diag.get('frames_dropped')}")
 
 
+def _matrix_file(text: str) -> np.ndarray:
+    try:
+        return np.loadtxt(text).reshape(3, 3)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text}: not a readable 3x3 camera matrix ({exc})") from None
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .bags.convert import convert
+    summary = convert(args.source, args.out, layout=args.format, gt=args.gt, k=args.K, fx=args.fx, fps=args.fps,
+                      camera=args.camera, undistort=not args.keep_distortion, image_format=args.images,
+                      point_tracks=args.point_tracks, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {summary['frames']} frames ({summary['layout']}), depth on {summary['depth_frames']}, "
+          f"poses {'yes' if summary['poses'] else 'no'}, {summary['derived_point_tracks']} derived point tracks"
+          + (f"; skipped {summary['frames_skipped']}: see {args.out / 'conversion.json'}" if summary['skipped'] else ""))
+    for note in summary["notes"]:
+        print(f"  note: {note}")
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    import json
+
+    from .evaluation.report import summarize_reports
+    paths = [p / "metrics.json" if p.is_dir() else p for p in args.reports]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no metrics.json at {', '.join(missing)}")
+    summary = summarize_reports(paths)
+    text = json.dumps(summary, indent=2) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(json.dumps({"mean": summary["mean"], "per_report": summary["per_report"]}, indent=2))
+
+
 # Parser ---------------------------------------------------------------------
 def _bag_arguments(p: argparse.ArgumentParser) -> None:
     """What `eval` and `replay` both take."""
     p.add_argument("bag", type=Path)
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped default model)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--gt", type=Path, help="ground-truth trajectory file (TUM, KITTI, EuRoC csv) instead of the bag's")
     p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
     p.add_argument("--precision", choices=ALL_PRECISIONS,
@@ -279,6 +316,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the replay graph")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("convert", help="real footage (TUM, EuRoC, KITTI, image folder, video) -> a ground-truth rosbag2")
+    p.add_argument("source", type=Path, help="dataset folder or video file")
+    p.add_argument("--out", type=Path, required=True, help="bag directory to write")
+    p.add_argument("--format", choices=("tum", "euroc", "kitti", "folder", "video"), help="layout (default: detected)")
+    p.add_argument("--gt", type=Path, help="ground-truth trajectory file (TUM, KITTI, EuRoC csv, 4x4 rows)")
+    p.add_argument("--K", type=_matrix_file, help="a file with the 3x3 camera matrix")
+    p.add_argument("--fx", type=float, help="focal length in pixels (principal point at the centre)")
+    p.add_argument("--fps", type=float, help="frame rate for sources without timestamps (folder: 10, video: its own)")
+    p.add_argument("--camera", choices=("image_0", "image_1", "image_2", "image_3"), help="KITTI camera folder")
+    p.add_argument("--keep-distortion", action="store_true", help="keep raw images, distortion in camera_info")
+    p.add_argument("--images", choices=("raw", "png", "jpeg"), default="raw",
+                   help="raw sensor_msgs/Image, or CompressedImage on <topic>/compressed")
+    p.add_argument("--point-tracks", type=int, default=64, help="derived point tracks (needs depth and poses)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("summarize", help="one summary table over several reports (metrics.json or their folders)")
+    p.add_argument("reports", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, help="write the summary JSON here")
+    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("export", help="export a model directory to an ONNX graph (+ a JSON record)")
     p.add_argument("--model", type=Path, required=True)

@@ -1,16 +1,24 @@
-"""Reading recorded bags (rosbag2 mcap or sqlite3) without ROS: camera frames and optional ground truth."""
+"""Reading recorded bags without ROS: camera frames and whatever ground truth they hold.
+
+rosbag2 (mcap, sqlite3) and ROS 1 `.bag` files, through `rosbags`; camera topics of `sensor_msgs/Image` or
+`sensor_msgs/CompressedImage` (jpeg, png: decoded here, a frame that does not decode is skipped and counted);
+ground-truth poses from the bag or from a trajectory file (TUM, KITTI, EuRoC csv) given as `gt`.
+A bag cut short (a recording that died) gives the frames read before the damage, with a note saying where.
+"""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..streaming.frames import ENCODINGS, image_view, to_rgb
-from .topics import TOPICS, TYPES, typestore
+from .topics import TOPICS, TYPES, camera_info_for, compressed, typestore
 from .track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 
-IMAGE_TYPE = TYPES["image"]
+log = logging.getLogger("fourds_ros.bags")
+IMAGE_TYPES = (TYPES["image"], TYPES["compressed_image"])
 
 
 class BagError(ValueError):
@@ -40,18 +48,20 @@ class GroundTruth:
     points: dict[int, np.ndarray] = field(default_factory=dict)  # POINT_DTYPE records
     boxes: dict[int, np.ndarray] = field(default_factory=dict)  # BOX_DTYPE records
     intrinsics: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)  # frames skipped, where a damaged bag stopped, ...
 
     def present(self) -> list[str]:
         return [name for name in ("depth", "poses", "points", "boxes") if getattr(self, name)]
 
 
 def open_reader(path: Path):
-    from rosbags.rosbag2 import Reader
+    """A `rosbags` AnyReader over a rosbag2 directory or a ROS 1 `.bag` file, opened."""
+    from rosbags.highlevel import AnyReader
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
     try:
-        reader = Reader(path)
+        reader = AnyReader([path], default_typestore=typestore())
         reader.open()
     except Exception as exc:  # rosbags raises several types for broken metadata or storage
         raise BagError(f"cannot open bag {path}: {exc}") from None
@@ -59,17 +69,22 @@ def open_reader(path: Path):
 
 
 def pick_image_topic(reader, requested: str | None) -> str:
-    images = [c.topic for c in reader.connections if c.msgtype == IMAGE_TYPE]
+    topics = sorted({c.topic for c in reader.connections})
+    images = [c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES]
     if requested:
-        if requested not in {c.topic for c in reader.connections}:
-            raise BagError(f"the bag has no topic {requested!r} (topics: {sorted({c.topic for c in reader.connections})})")
+        if requested not in topics:
+            raise BagError(f"the bag has no topic {requested!r} (topics: {topics})")
         if requested not in images:
-            raise BagError(f"topic {requested!r} is not a {IMAGE_TYPE} topic")
+            raise BagError(f"topic {requested!r} is not an image topic ({' or '.join(IMAGE_TYPES)})")
         return requested
     candidates = [t for t in images if not t.startswith("/ground_truth")]
     if not candidates:
-        raise BagError(f"the bag has no {IMAGE_TYPE} topic (topics: {sorted({c.topic for c in reader.connections})})")
-    return TOPICS["image"] if TOPICS["image"] in candidates else sorted(candidates)[0]
+        raise BagError(f"the bag has no image topic ({' or '.join(IMAGE_TYPES)}; topics: {topics})")
+    raw = [t for t in candidates if not t.endswith("/compressed")]
+    for preferred in (TOPICS["image"], compressed(TOPICS["image"])):
+        if preferred in candidates:
+            return preferred
+    return sorted(raw or candidates)[0]
 
 
 def pose_matrix(pose) -> np.ndarray:
@@ -86,44 +101,90 @@ def _stamp(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def read_bag(path: Path, image_topic: str | None = None) -> tuple[str, list[Frame], GroundTruth]:
-    """Camera frames of `image_topic` (or the bag's camera topic) and whatever ground truth the bag holds."""
-    store = typestore()
+def _decoded_frame(msg, stamp: int) -> Frame:
+    """A CompressedImage (jpeg/png) as a raw frame; raises ValueError when it does not decode."""
+    import cv2
+    image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{msg.format or 'compressed'} data of {len(msg.data)} bytes does not decode")
+    if image.dtype != np.uint8:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        encoding = "mono8"
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        encoding = "rgb8"
+    h, w = image.shape[:2]
+    return Frame(stamp, msg.header.frame_id, encoding, h, w, image.strides[0], image.tobytes())
+
+
+def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None) -> tuple[str, list[Frame], GroundTruth]:
+    """Camera frames of `image_topic` (or the bag's camera topic) and whatever ground truth the bag holds.
+
+    `gt`: a trajectory file whose poses replace the bag's (associated to the frames by stamp, or by index).
+    """
     reader = open_reader(path)
     try:
         topic = pick_image_topic(reader, image_topic)
-        wanted = {topic, TOPICS["depth"], TOPICS["pose"], TOPICS["points"], TOPICS["boxes"], TOPICS["camera_info"]}
+        wanted = {topic, TOPICS["depth"], TOPICS["pose"], TOPICS["points"], TOPICS["boxes"], TOPICS["camera_info"],
+                  camera_info_for(topic)}
         connections = [c for c in reader.connections if c.topic in wanted]
-        frames, gt = [], GroundTruth()
+        frames, gt_data = [], GroundTruth()
+        undecodable = 0
         try:
             for conn, _, raw in reader.messages(connections=connections):
-                msg = store.deserialize_cdr(raw, conn.msgtype)
+                msg = reader.deserialize(raw, conn.msgtype)
                 if conn.topic == topic:
-                    frames.append(Frame(_stamp(msg.header), msg.header.frame_id, msg.encoding, msg.height, msg.width,
+                    stamp = _stamp(msg.header)
+                    if conn.msgtype == TYPES["compressed_image"]:
+                        try:
+                            frames.append(_decoded_frame(msg, stamp))
+                        except ValueError as exc:
+                            undecodable += 1
+                            log.warning(f"skipping the frame stamped {stamp} ns of {topic}: {exc}")
+                        continue
+                    frames.append(Frame(stamp, msg.header.frame_id, msg.encoding, msg.height, msg.width,
                                         msg.step, bytes(msg.data)))
                 elif conn.topic == TOPICS["depth"]:
                     depth = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
-                    gt.depth[_stamp(msg.header)] = depth
+                    gt_data.depth[_stamp(msg.header)] = depth
                 elif conn.topic == TOPICS["pose"]:
-                    gt.poses[_stamp(msg.header)] = pose_matrix(msg.pose)
-                elif conn.topic == TOPICS["camera_info"]:
-                    if gt.intrinsics is None:
-                        gt.intrinsics = np.asarray(msg.k, np.float64).reshape(3, 3)
+                    gt_data.poses[_stamp(msg.header)] = pose_matrix(msg.pose)
+                elif conn.msgtype == TYPES["camera_info"]:
+                    if gt_data.intrinsics is None and np.any(msg.k):
+                        gt_data.intrinsics = np.asarray(msg.k, np.float64).reshape(3, 3)
                 else:
                     fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
                     layout = POINT_DTYPE if conn.topic == TOPICS["points"] else BOX_DTYPE
-                    target = gt.points if conn.topic == TOPICS["points"] else gt.boxes
+                    target = gt_data.points if conn.topic == TOPICS["points"] else gt_data.boxes
                     target[_stamp(msg.header)] = unpack(fields, msg.point_step, bytes(msg.data), layout)
         except BagError:
             raise
         except Exception as exc:
-            raise BagError(f"bag {path} is truncated or corrupt after {len(frames)} frames of {topic}: "
-                           f"{type(exc).__name__}: {exc}") from None
+            if not frames:
+                raise BagError(f"bag {path} is truncated or corrupt before any frame of {topic}: "
+                               f"{type(exc).__name__}: {exc}") from None
+            note = (f"bag {path} is truncated or corrupt after {len(frames)} frames of {topic} "
+                    f"({type(exc).__name__}: {exc}); scored the frames read")
+            log.warning(note)
+            gt_data.notes.append(note)
     finally:
         reader.close()
+    if undecodable:
+        gt_data.notes.append(f"{undecodable} compressed frames of {topic} did not decode and were skipped")
     if not frames:
         raise BagError(f"topic {topic} of bag {path} has no messages")
     unknown = {f.encoding for f in frames} - set(ENCODINGS)
     if unknown:
         raise BagError(f"topic {topic} has images in unsupported encodings {sorted(unknown)}")
-    return topic, frames, gt
+    if gt is not None:
+        from .trajectory_files import TrajectoryFileError, associate, read_trajectory
+        stamps = np.array([f.stamp_ns for f in frames], np.int64)
+        try:
+            poses = associate(stamps, read_trajectory(gt))
+        except TrajectoryFileError as exc:
+            raise BagError(str(exc)) from None
+        gt_data.poses = {int(s): p for s, p in zip(stamps, poses) if np.isfinite(p).all()}
+        gt_data.notes.append(f"ground-truth poses from {Path(gt).name} ({len(gt_data.poses)} of {len(frames)} "
+                             f"frames matched)")
+    return topic, frames, gt_data

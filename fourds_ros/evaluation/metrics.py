@@ -27,12 +27,13 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
     if not valid.any():
         raise ValueError("no pixel has both a valid prediction and valid ground truth")
     out: dict[str, dict[str, float]] = {}
-    per_frame, affine = [], []
+    per_frame, affine, scales = [], [], []
     for p, g, v in zip(pred, gt, valid):
         if v.sum() < 2:  # a scale and shift need two pixels
             continue
         pv, gv = p[v], g[v]
-        per_frame.append(pv * (np.median(gv) / np.median(pv)))
+        scales.append(np.median(gv) / np.median(pv))
+        per_frame.append(pv * scales[-1])
         a = np.stack([pv, np.ones_like(pv)], 1)
         (scale, shift), *_ = np.linalg.lstsq(a, gv, rcond=None)
         affine.append(np.maximum(scale * pv + shift, 1e-3))
@@ -42,6 +43,13 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
     out["median_per_sequence"] = _depth_errors(pred[valid] * seq_scale, gt[valid])
     out["scale_shift_per_frame"] = _depth_errors(np.concatenate(affine), np.concatenate(gts))
     out["raw_metric"] = _depth_errors(pred[valid], gt[valid])
+    # How steady the model's own scale is over the sequence (0 = one scale fits every frame), and how much of
+    # the valid ground truth got a valid (finite, positive: REP 118) prediction.
+    scales = np.asarray(scales)
+    out["per_frame_scale"] = {"median": float(np.median(scales)),
+                              "relative_spread": float(np.std(scales) / max(np.mean(scales), 1e-12))}
+    gt_valid = np.isfinite(gt) & (gt > 0)
+    out["coverage"] = {"fraction": float(valid.sum() / max(gt_valid.sum(), 1))}
     return out
 
 
@@ -51,10 +59,85 @@ def _trajectory(poses: np.ndarray, stamps_s: np.ndarray):
     return PoseTrajectory3D(poses_se3=list(np.asarray(poses, np.float64)), timestamps=np.asarray(stamps_s, np.float64))
 
 
+def rotation_angle_deg(r: np.ndarray) -> np.ndarray:
+    """Angle of rotation matrices `(..., 3, 3)` in degrees."""
+    cos = np.clip((np.trace(r, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
+    return np.degrees(np.arccos(cos))
+
+
+def path_length(poses: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum())
+
+
+# A ground-truth path this short and rotation this small is a standing camera: report drift, not ATE.
+STATIC_PATH_M, STATIC_ROTATION_DEG = 0.05, 1.0
+
+
+def is_static(gt_poses: np.ndarray) -> bool:
+    relative = np.linalg.inv(gt_poses[0]) @ gt_poses
+    return path_length(gt_poses) < STATIC_PATH_M and float(rotation_angle_deg(relative[:, :3, :3]).max()) < STATIC_ROTATION_DEG
+
+
+def drift(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np.ndarray) -> dict[str, float]:
+    """How far the estimate wanders from the ground truth, per minute, in the first frame's camera.
+
+    Rotation: the largest angle between estimated and true relative rotation (to the first frame), divided
+    by the sequence's duration. Translation: the same for the positions, in the estimate's own units
+    (monocular estimates carry their own scale).
+    """
+    minutes = max(float(stamps_s[-1] - stamps_s[0]) / 60.0, 1e-9)
+    est = np.linalg.inv(pred_poses[0]) @ pred_poses
+    ref = np.linalg.inv(gt_poses[0]) @ gt_poses
+    error = np.linalg.inv(ref) @ est
+    rotation = rotation_angle_deg(error[:, :3, :3])
+    translation = np.linalg.norm(est[:, :3, 3] - ref[:, :3, 3], axis=1)
+    return {"rotation_drift_deg_per_min": float(rotation.max() / minutes),
+            "rotation_max_deg": float(rotation.max()), "rotation_final_deg": float(rotation[-1]),
+            "translation_drift_per_min": float(translation.max() / minutes),
+            "translation_max": float(translation.max()), "duration_s": float(stamps_s[-1] - stamps_s[0])}
+
+
+KITTI_LENGTHS_M = (100, 200, 300, 400, 500, 600, 700, 800)
+
+
+def kitti_relative_errors(pred_poses: np.ndarray, gt_poses: np.ndarray, step: int = 10) -> dict[str, float] | None:
+    """KITTI odometry errors: translation (%) and rotation (deg/100 m) over segments of 100..800 m, starting
+    every `step` frames; the estimate is Sim(3)-aligned first (monocular scale). None when the path is
+    shorter than the shortest segment."""
+    distances = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(gt_poses[:, :3, 3], axis=0), axis=1))])
+    if distances[-1] < KITTI_LENGTHS_M[0]:
+        return None
+    aligned = _sim3_aligned(pred_poses, gt_poses)
+    t_errors, r_errors = [], []
+    for first in range(0, len(gt_poses), step):
+        for length in KITTI_LENGTHS_M:
+            last = int(np.searchsorted(distances, distances[first] + length))
+            if last >= len(gt_poses):
+                continue
+            gt_rel = np.linalg.inv(gt_poses[first]) @ gt_poses[last]
+            est_rel = np.linalg.inv(aligned[first]) @ aligned[last]
+            error = np.linalg.inv(est_rel) @ gt_rel
+            t_errors.append(np.linalg.norm(error[:3, 3]) / length)
+            r_errors.append(float(rotation_angle_deg(error[:3, :3])) / length)
+    return {"translation_error_percent": float(100 * np.mean(t_errors)),
+            "rotation_error_deg_per_100m": float(100 * np.mean(r_errors)), "segments": len(t_errors)}
+
+
+def _sim3_aligned(pred_poses: np.ndarray, gt_poses: np.ndarray) -> np.ndarray:
+    from evo.core.geometry import umeyama_alignment
+    r, t, c = umeyama_alignment(pred_poses[:, :3, 3].T, gt_poses[:, :3, 3].T, with_scale=True)
+    out = pred_poses.copy()
+    out[:, :3, :3] = r @ pred_poses[:, :3, :3]
+    out[:, :3, 3] = (c * (r @ pred_poses[:, :3, 3].T)).T + t
+    return out
+
+
 def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np.ndarray,
                       rpe_delta: int = 1) -> dict[str, float]:
-    """ATE after Sim(3) alignment and RPE (translation, rotation) over `rpe_delta` frames, via evo.
+    """ATE after Sim(3) and after SE(3) alignment, RPE over `rpe_delta` frames (evo), drift per minute, and
+    KITTI relative errors when the path is long enough.
 
+    A standing camera (`is_static`) is flagged `static`: ATE after alignment means nothing there, drift does.
     An estimate that does not move cannot be Sim(3)-aligned (Umeyama needs spread); its best similarity
     alignment collapses it onto the ground truth's centroid, so its ATE is the RMS of the ground-truth
     positions about their mean (reported with `degenerate_estimate`).
@@ -68,7 +151,8 @@ def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np
     ref, est = sync.associate_trajectories(ref, est)
     relation = metrics.PoseRelation
     rpe_options = dict(delta=rpe_delta, delta_unit=metrics.Unit.frames, all_pairs=False)
-    out = {"frames": int(len(stamps_s)), "degenerate_estimate": False}
+    out = {"frames": int(len(stamps_s)), "degenerate_estimate": False, "static": is_static(gt_poses),
+           "gt_path_length_m": path_length(gt_poses)}
     try:
         # evo aligns the estimate in place: give it copies.
         ate = ape(copy.deepcopy(ref), copy.deepcopy(est), relation.translation_part, align=True, correct_scale=True)
@@ -82,8 +166,19 @@ def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np
         out.update(ate_rmse_m=float(np.sqrt(np.mean(distances ** 2))), ate_mean_m=float(distances.mean()),
                    rpe_trans_rmse_m=float(np.sqrt(np.mean(np.sum(np.diff(ref.positions_xyz, axis=0) ** 2, axis=1)))),
                    degenerate_estimate=True)
+    try:
+        ate_se3 = ape(copy.deepcopy(ref), copy.deepcopy(est), relation.translation_part, align=True,
+                      correct_scale=False)
+        out["ate_se3_rmse_m"] = float(ate_se3.stats["rmse"])
+    except GeometryException:
+        out["ate_se3_rmse_m"] = float("nan")
     rpe_r = rpe(copy.deepcopy(ref), copy.deepcopy(est), relation.rotation_angle_deg, **rpe_options)
     out["rpe_rot_rmse_deg"] = float(rpe_r.stats["rmse"])
+    out["drift"] = drift(np.asarray(pred_poses, np.float64), np.asarray(gt_poses, np.float64), np.asarray(stamps_s))
+    kitti = None if out["degenerate_estimate"] else kitti_relative_errors(np.asarray(pred_poses, np.float64),
+                                                                           np.asarray(gt_poses, np.float64))
+    if kitti is not None:
+        out["kitti"] = kitti
     return out
 
 
@@ -92,14 +187,16 @@ def tapvid_metrics(gt_tracks: np.ndarray, gt_visible: np.ndarray, pred_tracks: n
                    query_frames: np.ndarray, image_size: tuple[int, int]) -> dict[str, float]:
     """TAP-Vid metrics ("first" query mode) for tracks `(N, F, 2)` (x, y) and visibility `(N, F)`.
 
-    Positions are rescaled to 256x256 first; the query frame itself is not scored. Returns occlusion
-    accuracy, position accuracy < delta^x (each threshold and their average) and average Jaccard.
+    Positions are rescaled to 256x256 first. As in the benchmark's reference implementation, only the
+    frames after each track's query frame are scored (neither the query frame nor any frame before it).
+    Returns occlusion accuracy, position accuracy < delta^x (each threshold and their average) and average
+    Jaccard.
     """
     h, w = image_size
     scale = np.array([256.0 / w, 256.0 / h])
     gt, pred = gt_tracks * scale, pred_tracks * scale
     frames = gt_tracks.shape[1]
-    evaluated = np.arange(frames)[None, :] != np.asarray(query_frames)[:, None]
+    evaluated = np.arange(frames)[None, :] > np.asarray(query_frames)[:, None]
     gt_visible, pred_visible = gt_visible.astype(bool), pred_visible.astype(bool)
     occlusion_accuracy = np.sum((gt_visible == pred_visible) & evaluated) / np.sum(evaluated)
     distance = np.linalg.norm(pred - gt, axis=-1)

@@ -9,9 +9,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bags.reader import Frame, read_bag
-from ..runtime import Backend, backend_options, create_backend
+from ..runtime import Backend, backend_options, create_backend, default_model_dir
 from ..streaming import FrameOutput, StreamConfig, StreamingPipeline, StreamStats
-from .report import portable_path, runtime_summary, write_report
+from .report import report_header, runtime_summary, write_report
 from .scoring import Predictions, align_truth, score_baselines, score_with_queries
 
 
@@ -80,10 +80,7 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
         tracks = getattr(o, attr) if o is not None else None
         if tracks is None or len(tracks.ids) == 0:
             continue
-        pm = o.pixel_map
-        v = tracks.values.reshape(len(tracks.ids), -1, 2)
-        x, y = pm.to_source(v[..., 0], v[..., 1])
-        source = np.stack([x, y], -1).reshape(len(tracks.ids), width)
+        source = tracks.source_values  # camera pixels, as published
         ids = tracks.ids.astype(int)
         keep = ids < n
         values[ids[keep], f] = source[keep]
@@ -91,12 +88,14 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
     return values, visible
 
 
-def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
-             window_hop: int = 4, video: bool = False, progress: bool = True, threads: int = 0,
-             precision: str | None = None) -> dict:
+def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
+             image_topic: str | None = None, window_hop: int = 4, video: bool = False, progress: bool = True,
+             threads: int = 0, precision: str | None = None, gt: Path | None = None) -> dict:
+    """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`."""
     started = time.monotonic()
-    topic, frames, gt = read_bag(bag, image_topic)
-    truth = align_truth(frames, gt)
+    model_dir = model_dir or default_model_dir()
+    topic, frames, gt_data = read_bag(bag, image_topic, gt)
+    truth = align_truth(frames, gt_data)
     engine = create_backend(backend, model_dir, **backend_options(backend, precision, threads=threads))
     spec = engine.spec
     point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
@@ -106,9 +105,9 @@ def evaluate(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxrunt
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
                        box_query[:2] if box_query else None, progress=progress)
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
-    report = {"bag": portable_path(bag), "image_topic": topic, "frames": len(frames), "model": portable_path(model_dir),
-              "backend": engine.description, "window": {"len": spec.clip[0], "hop": window_hop},
-              "model_metrics": scores, "runtime": runtime_summary(pred), "notes": notes}
+    report = report_header(bag, topic, frames, model_dir, gt_data.notes)
+    report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, model_metrics=scores,
+                  runtime=runtime_summary(pred), notes=notes)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
     report["wall_time_s"] = round(time.monotonic() - started, 1)
     write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)

@@ -24,6 +24,19 @@ def portable_path(path) -> str:
         return str(Path(*path.parts[-2:]))
 
 
+def report_header(bag: Path, topic: str, frames: list[Frame], model_dir: Path, notes: list[str]) -> dict:
+    """What every report starts with: which bag and model, and every note about the input (frames skipped,
+    a damaged bag, where the ground truth came from, what `convert` said)."""
+    from ..bags.convert import read_conversion
+    conversion = read_conversion(bag) if Path(bag).is_dir() else None
+    header = {"bag": portable_path(bag), "image_topic": topic, "frames": len(frames), "model": portable_path(model_dir),
+              "input_notes": list(notes)}
+    if conversion is not None:
+        header["conversion"] = {k: v for k, v in conversion.items() if k != "source"}
+        header["input_notes"] += conversion.get("notes", [])
+    return header
+
+
 def runtime_summary(pred: Predictions) -> dict:
     s = pred.stats
     latencies = np.array(s.latencies_s) * 1e3
@@ -78,6 +91,76 @@ def summary(report: dict, out: Path) -> str:
         if baseline in baselines:
             line += f", {baseline_name} {value(baselines[baseline][group], keys):.3f}{unit}"
         lines.append(line)
-    lines += [f"  note: {n}" for n in report.get("notes", [])]
+    ego = model.get("egomotion", {})
+    if ego.get("static"):
+        drift_of = lambda m: m["egomotion"]["drift"]["rotation_drift_deg_per_min"]  # noqa: E731
+        line = f"  standing camera, rotation drift: model {drift_of(model):.2f} deg/min"
+        if "orb_essential_vo" in baselines:
+            line += f", ORB VO {drift_of(baselines['orb_essential_vo']):.2f} deg/min"
+        lines.append(line + " (ATE means little when the camera does not move)")
+    lines += [f"  note: {n}" for n in report.get("input_notes", []) + report.get("notes", [])]
     lines.append(f"report: {out / 'metrics.json'} ({', '.join(v for k, v in report['files'].items() if k != 'metrics')})")
     return "\n".join(lines)
+
+
+# (row name, metric group, keys, higher is better): what a summary over many reports compares.
+SUMMARY_ROWS = [
+    ("depth_abs_rel", "depth", ("median_per_frame", "abs_rel"), False),
+    ("depth_delta_1.25", "depth", ("median_per_frame", "delta_1.25"), True),
+    ("ate_rmse_m", "egomotion", ("ate_rmse_m",), False),
+    ("ate_se3_rmse_m", "egomotion", ("ate_se3_rmse_m",), False),
+    ("rotation_drift_deg_per_min", "egomotion", ("drift", "rotation_drift_deg_per_min"), False),
+    ("rpe_rot_rmse_deg", "egomotion", ("rpe_rot_rmse_deg",), False),
+    ("points_average_jaccard", "point_tracks", ("average_jaccard",), True),
+    ("points_position_accuracy", "point_tracks", ("average_pts_within_thresh",), True),
+    ("points_occlusion_accuracy", "point_tracks", ("occlusion_accuracy",), True),
+    ("boxes_mean_iou", "box_tracks", ("mean_iou",), True),
+]
+
+
+def _lookup(group: dict, keys: tuple[str, ...]):
+    for key in keys:
+        if not isinstance(group, dict) or key not in group:
+            return None
+        group = group[key]
+    return group
+
+
+def summarize_reports(paths: list[Path]) -> dict:
+    """One table over many `metrics.json`: each row's model value next to every baseline that has it, the mean
+    over reports, and on how many the model is better than each baseline."""
+    import math
+    rows: dict[str, dict] = {}
+    backend = None
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        backend = backend or report.get("backend")
+        entry = {}
+        sources = {"model": report["model_metrics"], **report.get("baselines", {})}
+        for name, group, keys, _ in SUMMARY_ROWS:
+            values = {who: _lookup(metrics.get(group, {}), keys) for who, metrics in sources.items()}
+            values = {who: float(v) for who, v in values.items() if v is not None}
+            if "model" in values:
+                entry[name] = values
+        ego = report["model_metrics"].get("egomotion")
+        if ego is not None:
+            entry["static"] = bool(ego.get("static"))
+        rows[Path(path).parent.name] = entry
+
+    def mean(values):  # a report where a metric is undefined does not sink the mean
+        values = [v for v in values if not math.isnan(v)]
+        return sum(values) / len(values) if values else float("nan")
+
+    means, wins = {}, {}
+    for name, _, _, higher in SUMMARY_ROWS:
+        having = [r[name] for r in rows.values() if name in r]
+        if not having:
+            continue
+        means[name] = {who: mean([r[who] for r in having if who in r]) for who in having[0]}
+        for who in having[0]:
+            if who == "model":
+                continue
+            pairs = [(r["model"], r[who]) for r in having if who in r]
+            better = [m > b if higher else m < b for m, b in pairs]
+            wins[f"{name} vs {who}"] = f"model better on {sum(better)} of {len(better)}"
+    return {"reports": rows, "mean": means, "per_report": wins, "backend": backend}

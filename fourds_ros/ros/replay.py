@@ -20,9 +20,10 @@ from ..bags.reader import BagError, open_reader, pose_matrix, read_bag
 from ..bags.topics import CLOCK, NODE_OUTPUTS, PER_FRAME_OUTPUTS, RECORDED_OUTPUTS, camera_info_for, node_topic, \
     typestore
 from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
-from ..evaluation.report import portable_path, write_report
+from ..evaluation.report import report_header, write_report
 from ..evaluation.scoring import BOX_FIELDS, POINT_FIELDS, Predictions, align_truth, records_to_tracks, \
     score_baselines, score_with_queries
+from ..runtime import default_model_dir
 from ..streaming import StreamStats
 
 log = logging.getLogger("fourds_ros.replay")
@@ -41,9 +42,9 @@ def message_class(msgtype: str):
         return None
 
 
-def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntime", image_topic: str | None = None,
-           rate: float = 1.0, window_hop: int = 4, domain: int = 42, video: bool = False,
-           settle_s: float = 30.0, precision: str | None = None) -> dict:
+def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
+           image_topic: str | None = None, rate: float = 1.0, window_hop: int = 4, domain: int = 42,
+           video: bool = False, settle_s: float = 30.0, precision: str | None = None, gt: Path | None = None) -> dict:
     from rclpy.serialization import serialize_message
 
     from ..model.model_dir import load_model_config
@@ -52,8 +53,9 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
 
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    topic, frames, gt = read_bag(bag, image_topic)
-    truth = align_truth(frames, gt)
+    model_dir = model_dir or default_model_dir()
+    topic, frames, gt_data = read_bag(bag, image_topic, gt)
+    truth = align_truth(frames, gt_data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = find_or_export(model_dir, precision="int8" if precision == "int8" else "fp32") \
@@ -107,11 +109,11 @@ def replay(bag: Path, model_dir: Path, out_dir: Path, backend: str = "onnxruntim
     pred, latency = _predictions(frames, recorded, published_at, point_query, box_query)
     diag = diagnostics_values(recorded[DIAGNOSTICS][-1][1]) if recorded[DIAGNOSTICS] else {}
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
-    report = {"bag": portable_path(bag), "image_topic": topic, "frames": len(frames), "model": portable_path(model_dir),
-              "backend": diag.get("backend", backend), "mode": f"replay over ROS 2 at rate {rate}",
-              "window": {"len": config.clip.frames, "hop": window_hop}, "model_metrics": scores,
-              "runtime": {"end_to_end_latency_ms": latency, "node_diagnostics": diag}, "notes": notes,
-              "outputs_bag": output_bag.name}
+    report = report_header(bag, topic, frames, model_dir, gt_data.notes)
+    report.update(backend=diag.get("backend", backend), mode=f"replay over ROS 2 at rate {rate}",
+                  window={"len": config.clip.frames, "hop": window_hop}, model_metrics=scores,
+                  runtime={"end_to_end_latency_ms": latency, "node_diagnostics": diag}, notes=notes,
+                  outputs_bag=output_bag.name)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
     write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
     return report
@@ -151,9 +153,22 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
         time.sleep(1.0)  # let the node's other subscriptions match too
         seeds = _seed_messages(frames, point_query, box_query)
         wall_start, bag_start = None, None
-        for conn, stamp, raw in reader.messages():
+        store = typestore()
+        ros1 = not getattr(reader, "is2", True)
+        messages = reader.messages()
+        while True:
+            try:
+                conn, stamp, raw = next(messages)
+            except StopIteration:
+                break
+            except Exception as exc:  # a bag cut short: what was played is scored
+                log.warning(f"{bag} is truncated or corrupt after {len(published_at)} frames of {image_topic} "
+                            f"({type(exc).__name__}: {exc}); scoring the frames played")
+                break
             if conn.topic not in publishers:
                 continue
+            if ros1:  # ROS 1 serialisation -> CDR, field by field through the ROS 2 definitions
+                raw = store.serialize_cdr(reader.deserialize(raw, conn.msgtype), conn.msgtype)
             if wall_start is None:
                 wall_start, bag_start = time.monotonic(), stamp
             delay = wall_start + (stamp - bag_start) / 1e9 / rate - time.monotonic()

@@ -6,7 +6,7 @@
 """
 from .backend import Backend, BackendError, IOSpec, Queries, pad_queries
 from .selection import ALL_PRECISIONS, BACKENDS, DEFAULT_BACKEND, PRECISIONS, backend_options, check_choice, \
-    create_backend
+    create_backend, default_model_dir
 
 __all__ = ["ALL_PRECISIONS", "BACKENDS", "DEFAULT_BACKEND", "PRECISIONS", "Backend", "BackendError", "IOSpec",
-           "Queries", "backend_options", "check_choice", "create_backend", "pad_queries"]
+           "Queries", "backend_options", "check_choice", "create_backend", "default_model_dir", "pad_queries"]

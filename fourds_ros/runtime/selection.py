@@ -5,6 +5,7 @@ backend cannot run, bad model directory, failed export) into a `BackendError` na
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,26 @@ DEFAULT_BACKEND = "onnxruntime"
 # The precisions each backend runs, its default first.
 PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "fp32")}
 ALL_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def default_model_dir() -> Path:
+    """The shipped default model: this checkout's `models/default`, or the installed package's
+    `share/fourds_ros/models/default` (pip data files, or a colcon install found through ament_index)."""
+    candidates = [Path(__file__).resolve().parents[2] / "models" / "default",
+                  Path(sys.prefix) / "share" / "fourds_ros" / "models" / "default"]
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate
+    try:  # a colcon install: ament_index knows where the package's share folder is
+        from ament_index_python.packages import get_package_share_directory
+        share = Path(get_package_share_directory("fourds_ros")) / "models" / "default"
+        if (share / "config.json").is_file():
+            return share
+        candidates.append(share)
+    except (ImportError, LookupError, OSError, ValueError):  # no ament_index, no AMENT_PREFIX_PATH, not installed
+        pass
+    raise BackendError("the default model is not installed (looked in " + ", ".join(map(str, candidates)) +
+                       "); give a model directory")
 
 
 def check_choice(name: str, precision: str | None) -> str:
