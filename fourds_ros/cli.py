@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .runtime.selection import ALL_PRECISIONS, BACKENDS
+from .streaming.egomotion import MODES as EGOMOTION_MODES
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
@@ -182,7 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.report import summary
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                       window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision,
-                      gt=args.gt)
+                      gt=args.gt, egomotion=args.egomotion)
     print(summary(report, args.out))
 
 
@@ -191,7 +192,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from .ros.replay import replay
     report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                     rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video,
-                    precision=args.precision, gt=args.gt)
+                    precision=args.precision, gt=args.gt, egomotion=args.egomotion)
     print(summary(report, args.out))
     latency = report["runtime"]["end_to_end_latency_ms"]
     if latency:
@@ -247,6 +248,8 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=ALL_PRECISIONS,
                    help="the backend's precision (default: its own; int8 is an onnxruntime graph)")
     p.add_argument("--window-hop", type=int, default=4)
+    p.add_argument("--egomotion", choices=EGOMOTION_MODES, default="geometric",
+                   help="geometric: tracks + 4DS depth through keyframes; readout: the pose head alone; fused: both")
     p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
 
 

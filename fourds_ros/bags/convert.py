@@ -56,7 +56,7 @@ class Source:
     video: Path | None = None
     distortion: tuple[str, np.ndarray] | None = None  # (camera_info distortion_model, coefficients)
     depth: list[Path | None] | None = None
-    depth_scale: float = 1e-3  # metres per depth unit
+    depth_units_per_m: float = 1000.0  # depth PNG units in one metre (mm: 1000, TUM: 5000)
     poses: np.ndarray | None = None  # (F, 4, 4) camera-to-world, NaN where unknown
     notes: list[str] = field(default_factory=list)
 
@@ -145,11 +145,12 @@ def _poses(table_or_path, stamps: np.ndarray, reader=read_trajectory) -> np.ndar
         raise ConvertError(str(exc)) from None
 
 
-def read_tum_layout(root: Path, gt: Path | None, k: np.ndarray | None) -> Source:
+def read_tum_layout(root: Path, gt: Path | None, k: np.ndarray | None, fx: float | None) -> Source:
     rgb = _stamped_list(root / "rgb.txt")
     stamps = np.array([s for _, s, _ in rgb], np.int64)
-    source = Source("tum", stamps, k if k is not None else _tum_k(root), images=_files(rgb, root, root / "rgb.txt"),
-                    depth_scale=1 / 5000)
+    images = _files(rgb, root, root / "rgb.txt")
+    k = _camera_matrix(k, root / "K.txt", fx, images[0], lambda: _tum_k(root))
+    source = Source("tum", stamps, k, images=images, depth_units_per_m=5000.0)
     if (root / "depth.txt").is_file():
         depth = _stamped_list(root / "depth.txt")
         depth_files = _files(depth, root, root / "depth.txt")
@@ -165,8 +166,6 @@ def read_tum_layout(root: Path, gt: Path | None, k: np.ndarray | None) -> Source
 
 
 def _tum_k(root: Path) -> np.ndarray:
-    if (root / "K.txt").is_file():
-        return _read_k(root / "K.txt")
     for name, (fx, fy, cx, cy) in TUM_CAMERAS.items():
         if name in root.name:
             return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
@@ -256,14 +255,12 @@ def read_kitti_layout(root: Path, gt: Path | None, camera: str | None) -> Source
     return source
 
 
-def read_folder_layout(root: Path, gt: Path | None, k: np.ndarray | None, fps: float) -> Source:
+def read_folder_layout(root: Path, gt: Path | None, k: np.ndarray | None, fx: float | None, fps: float) -> Source:
     images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ConvertError(f"{root / 'images'} holds no images")
     stamps = (np.arange(len(images)) * 1e9 / fps).astype(np.int64)
-    if k is None:
-        k = _read_k(root / "K.txt")
-    source = Source("folder", stamps, k, images=images)
+    source = Source("folder", stamps, _camera_matrix(k, root / "K.txt", fx, images[0]), images=images)
     if (root / "depth").is_dir():
         source.depth = [root / "depth" / p.name if (root / "depth" / p.name).is_file() else None for p in images]
         missing = sum(d is None for d in source.depth)
@@ -303,18 +300,31 @@ def read_source(path: Path, layout: str | None = None, gt: Path | None = None, k
         raise ConvertError(f"ground-truth file {gt} does not exist")
     if layout == "video":
         return read_video(path, k, fx, fps)
-    if k is None and fx is not None:
-        first = next((p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
-        if first is None:
-            raise ConvertError(f"{path} holds no images")
-        k = _k_from(fx, None, None, None, cv2.imread(str(first), cv2.IMREAD_UNCHANGED).shape[:2])
     if layout == "tum":
-        return read_tum_layout(path, gt, k)
-    if layout == "euroc":
-        return read_euroc_layout(path, gt)
-    if layout == "kitti":
-        return read_kitti_layout(path, gt, camera)
-    return read_folder_layout(path, gt, k, fps or 10.0)
+        source = read_tum_layout(path, gt, k, fx)
+    elif layout == "euroc":
+        source = read_euroc_layout(path, gt)
+    elif layout == "kitti":
+        source = read_kitti_layout(path, gt, camera)
+    else:
+        source = read_folder_layout(path, gt, k, fx, fps or 10.0)
+    return source
+
+
+def _camera_matrix(k: np.ndarray | None, k_file: Path, fx: float | None, first_image: Path, fallback=None) -> np.ndarray:
+    """K given, else `k_file`, else a pinhole of focal `fx` centred on the first image, else `fallback()`."""
+    if k is not None:
+        return k
+    if k_file.is_file():
+        return _read_k(k_file)
+    if fx is not None:
+        image = cv2.imread(str(first_image), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ConvertError(f"{first_image} cannot be decoded")
+        return _k_from(fx, None, None, None, image.shape[:2])
+    if fallback is not None:
+        return fallback()
+    raise ConvertError(f"no intrinsics: give {k_file.name}, --K or --fx")
 
 
 # Frames ----------------------------------------------------------------------------
@@ -372,7 +382,7 @@ def _depth(source: Source, i: int) -> tuple[np.ndarray | None, bool]:
     raw = cv2.imread(str(source.depth[i]), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 2:
         return None, True
-    depth = raw.astype(np.float32) * source.depth_scale
+    depth = raw.astype(np.float32) / np.float32(source.depth_units_per_m)
     depth[raw == 0] = np.nan
     return depth, False
 

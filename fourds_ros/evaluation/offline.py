@@ -17,7 +17,8 @@ from .scoring import Predictions, align_truth, score_baselines, score_with_queri
 
 def run_offline(frames: list[Frame], backend: Backend, config: StreamConfig,
                 point_queries: tuple[np.ndarray, np.ndarray] | None = None,
-                box_queries: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True) -> Predictions:
+                box_queries: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True,
+                camera_matrix: np.ndarray | None = None) -> Predictions:
     """Push every frame through a `StreamingPipeline`, waiting for each window (so none is dropped).
 
     `point_queries` = (xy `(N, 2)`, frame index `(N,)`), `box_queries` = (boxes `(M, 4)`, frame index `(M,)`),
@@ -26,6 +27,7 @@ def run_offline(frames: list[Frame], backend: Backend, config: StreamConfig,
     outputs: dict[int, FrameOutput] = {}
     pipeline = StreamingPipeline(backend, config, lambda o: outputs.__setitem__(o.info.stamp_ns, o),
                                  log=logging.getLogger("fourds_ros.evaluation"))
+    pipeline.set_camera_matrix(camera_matrix)
     seeds: dict[int, list] = {}
     for kind, queries in (("points", point_queries), ("boxes", box_queries)):
         if queries is not None:
@@ -67,7 +69,11 @@ def collect(frames: list[Frame], outputs: dict[int, FrameOutput], point_queries,
                 poses[i] = o.world_from_camera
     point_tracks, point_visible = _tracks(present, "points", point_queries, 2)
     boxes, box_visible = _tracks(present, "boxes", box_queries, 4)
-    return Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, stats)
+    sources: dict[str, int] = {}
+    for o in present:
+        if o is not None and o.egomotion_source is not None:
+            sources[o.egomotion_source] = sources.get(o.egomotion_source, 0) + 1
+    return Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, stats, sources)
 
 
 def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
@@ -90,7 +96,8 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
 
 def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
              image_topic: str | None = None, window_hop: int = 4, video: bool = False, progress: bool = True,
-             threads: int = 0, precision: str | None = None, gt: Path | None = None) -> dict:
+             threads: int = 0, precision: str | None = None, gt: Path | None = None,
+             egomotion: str = "geometric") -> dict:
     """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`."""
     started = time.monotonic()
     model_dir = model_dir or default_model_dir()
@@ -101,12 +108,13 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
     point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
     box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
     config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
-                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0)
+                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0, egomotion=egomotion)
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
-                       box_query[:2] if box_query else None, progress=progress)
+                       box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics)
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
-    report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, model_metrics=scores,
+    report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, egomotion=egomotion,
+                  egomotion_sources=pred.egomotion_sources, model_metrics=scores,
                   runtime=runtime_summary(pred), notes=notes)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
     report["wall_time_s"] = round(time.monotonic() - started, 1)

@@ -22,6 +22,7 @@ class Predictions:
     boxes: np.ndarray | None  # (M, F, 4) source pixels
     box_visible: np.ndarray | None  # (M, F)
     stats: StreamStats
+    egomotion_sources: dict[str, int] | None = None  # frames answered by each egomotion stage
 
 
 

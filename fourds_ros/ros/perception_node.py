@@ -22,6 +22,7 @@ from ..bags.topics import node_topic
 from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
+from ..streaming.egomotion import MODES as EGOMOTION_MODES
 from . import messages
 from .entry_point import run_node
 from .outputs import Detection2DArray, NodeOutputs
@@ -49,6 +50,11 @@ PARAMETERS = [
     Param("max_invisible_frames", 8, "drop a track after this many invisible frames", range=(0, 100000)),
     Param("flush_after_s", 0.5, "after this long without frames, publish the frames still waiting (0: never)",
           range=(0.0, 3600.0)),
+    Param("egomotion", "geometric", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
+          "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
+          choices=EGOMOTION_MODES),
+    Param("geometry_width", 640, "width of the grey frames the geometric stage tracks on (at most the camera's)",
+          range=(32, 8192)),
     Param("odom_frame", "fourds_odom", "frame of odometry/pose/path: the first camera frame of the stream"),
     Param("child_frame_id", "", "odometry child and tf frame (empty: the image's frame_id)"),
     Param("publish_tf", False, "publish odom_frame -> child_frame_id on /tf (needs tf2_msgs)"),
@@ -73,7 +79,8 @@ class PerceptionNode(Node):
         config = StreamConfig(window_len=p["window_len"], window_hop=p["window_hop"], frame_stride=p["frame_stride"],
                               resize_policy=p["resize_policy"], depth_affine=p["depth_affine"],
                               point_tracks=p["point_tracks"], point_seeding=p["point_seeding"],
-                              max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"])
+                              max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"],
+                              egomotion=p["egomotion"], geometry_width=p["geometry_width"])
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],
                                    p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"])
         try:  # the pipeline's worker thread hands each frame's output straight to the publishers
@@ -126,6 +133,7 @@ class PerceptionNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.outputs.camera_info = msg
+        self.pipeline.set_camera_matrix(np.asarray(msg.k, np.float64).reshape(3, 3))
 
     def _seed_records(self, msg: PointCloud2, layout) -> np.ndarray | None:
         try:
@@ -167,7 +175,15 @@ class PerceptionNode(Node):
             "frames_rejected": s.frames_rejected, "frames_dropped": s.frames_dropped,
             "frames_emitted": s.frames_emitted, "windows_processed": s.windows_processed,
             "windows_dropped": s.windows_dropped, "windows_nonfinite": s.windows_nonfinite, "stream_resets": s.resets,
+            "egomotion": self.params["egomotion"],
         }
+        odometry = self.pipeline.odometry
+        if odometry is not None:
+            e = odometry.stats
+            values.update({"egomotion_last_source": odometry.last.source if odometry.last else "none",
+                           "egomotion_last_inliers": e.last_inliers, "egomotion_keyframes": e.keyframes,
+                           "egomotion_ms_per_frame": f"{1e3 * e.seconds / max(e.frames, 1):.1f}",
+                           **{f"egomotion_frames_{k}": v for k, v in e.by_source.items()}})
         level = 1 if (s.windows_dropped or s.frames_dropped or s.windows_nonfinite or s.frames_rejected) else 0
         message = "ok" if level == 0 else "dropping or rejecting input (see values)"
         header = messages.header_at(self.get_clock().now().nanoseconds, "")

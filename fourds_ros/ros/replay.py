@@ -44,7 +44,8 @@ def message_class(msgtype: str):
 
 def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
            image_topic: str | None = None, rate: float = 1.0, window_hop: int = 4, domain: int = 42,
-           video: bool = False, settle_s: float = 30.0, precision: str | None = None, gt: Path | None = None) -> dict:
+           video: bool = False, settle_s: float = 30.0, precision: str | None = None, gt: Path | None = None,
+           egomotion: str = "geometric") -> dict:
     from rclpy.serialization import serialize_message
 
     from ..model.model_dir import load_model_config
@@ -68,7 +69,7 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     info_topic = camera_info_for(topic)
     args = ["--ros-args", "--params-file", default_params_file(),
             "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
-            "-p", f"window_hop:={window_hop}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
+            "-p", f"window_hop:={window_hop}", "-p", f"egomotion:={egomotion}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
             "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
@@ -110,7 +111,7 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     diag = diagnostics_values(recorded[DIAGNOSTICS][-1][1]) if recorded[DIAGNOSTICS] else {}
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
-    report.update(backend=diag.get("backend", backend), mode=f"replay over ROS 2 at rate {rate}",
+    report.update(backend=diag.get("backend", backend), mode=f"replay over ROS 2 at rate {rate}", egomotion=egomotion,
                   window={"len": config.clip.frames, "hop": window_hop}, model_metrics=scores,
                   runtime={"end_to_end_latency_ms": latency, "node_diagnostics": diag}, notes=notes,
                   outputs_bag=output_bag.name)

@@ -44,3 +44,18 @@ def depth_at(depth: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Nearest-pixel depth at `(u, v)`, clamped to the image."""
     h, w = depth.shape
     return depth[np.clip(np.round(v).astype(int), 0, h - 1), np.clip(np.round(u).astype(int), 0, w - 1)]
+
+
+def depth_at_pixels(depth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear depth at sub-pixel `(x, y)`; NaN outside the image or where a neighbour is not a valid depth."""
+    h, w = depth.shape
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    inside = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
+    out = np.full(len(x), np.nan)
+    if inside.any():
+        xs, ys, ax, ay = x0[inside], y0[inside], fx[inside], fy[inside]
+        value = ((1 - ax) * (1 - ay) * depth[ys, xs] + ax * (1 - ay) * depth[ys, xs + 1]
+                 + (1 - ax) * ay * depth[ys + 1, xs] + ax * ay * depth[ys + 1, xs + 1])
+        out[inside] = np.where(value > 0, value, np.nan)
+    return out

@@ -156,3 +156,49 @@ class FrameRing:
         out[:split] = self.frames[first:first + split]
         out[split:length] = self.frames[:length - split]
         return [self.infos[(start + i) % self.capacity] for i in range(length)]
+
+
+_TO_GREY = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,
+            "bgra8": cv2.COLOR_BGRA2GRAY}
+
+
+class GeometryFrames:
+    """Grey copies of the newest camera frames, at most `max_width` wide, for the geometric stage.
+
+    The model sees a few dozen pixels a side; tracking and two-view geometry want the camera's detail.
+    Resizing once on arrival keeps their cost independent of the camera's resolution.
+    """
+
+    def __init__(self, capacity: int, max_width: int):
+        self.capacity, self.max_width = capacity, max_width
+        self.frames: np.ndarray | None = None
+        self.source_size: tuple[int, int] | None = None
+        self._scratch: np.ndarray | None = None
+
+    def pixel_map(self) -> PixelMap:
+        """Geometry pixels -> camera pixels."""
+        (src_h, src_w), (h, w) = self.source_size, self.frames.shape[1:]
+        sx, sy = src_w / w, src_h / h
+        return PixelMap(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
+
+    def write(self, view: np.ndarray, encoding: str, seq: int) -> None:
+        src_h, src_w = view.shape[:2]
+        if self.source_size != (src_h, src_w):
+            width = min(self.max_width, src_w)
+            height = max(1, int(round(src_h * width / src_w)))
+            self.frames = np.zeros((self.capacity, height, width), np.uint8)
+            self.source_size = (src_h, src_w)
+            self._scratch = np.empty((src_h, src_w), np.uint8)
+        if encoding == "mono8":
+            grey = view[..., 0]
+        else:
+            cv2.cvtColor(view, _TO_GREY[encoding], dst=self._scratch)
+            grey = self._scratch
+        slot = self.frames[seq % self.capacity]
+        if grey.shape == slot.shape:
+            slot[...] = grey
+        else:
+            cv2.resize(grey, (slot.shape[1], slot.shape[0]), dst=slot, interpolation=cv2.INTER_AREA)
+
+    def copy_window(self, seqs: list[int]) -> np.ndarray:
+        return self.frames[[s % self.capacity for s in seqs]].copy()

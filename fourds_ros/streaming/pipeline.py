@@ -23,10 +23,15 @@ from typing import Callable
 import numpy as np
 
 from ..runtime import Backend, pad_queries
-from .camera import PixelMap
-from .frames import FrameInfo, FramePreprocessor, FrameRing, image_view
+from .camera import PixelMap, depth_at_pixels
+from .egomotion import MODES as EGOMOTION_MODES
+from .egomotion import EgomotionConfig, GeometricOdometry
+from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, image_view
 from .stitching import DepthAligner, Trajectory
 from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
+
+
+NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without camera_info
 
 
 @dataclass
@@ -40,6 +45,8 @@ class StreamConfig:
     point_seeding: str = "corners"  # "grid", or "none": only seeds given with add_point_seed
     max_invisible_frames: int = 8
     flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
+    egomotion: str = "geometric"  # geometric | readout | fused (see egomotion.py)
+    geometry_width: int = 640  # grey frames for the geometric stage are at most this wide
 
     def validate(self) -> None:
         if self.window_len < 2:
@@ -50,6 +57,10 @@ class StreamConfig:
             raise ValueError(f"frame_stride must be at least 1, got {self.frame_stride}")
         if self.point_seeding not in ("corners", "grid", "none"):
             raise ValueError(f"point_seeding must be 'corners', 'grid' or 'none', got {self.point_seeding!r}")
+        if self.egomotion not in EGOMOTION_MODES:
+            raise ValueError(f"egomotion must be one of {', '.join(EGOMOTION_MODES)}, got {self.egomotion!r}")
+        if self.geometry_width < 32:
+            raise ValueError(f"geometry_width must be at least 32, got {self.geometry_width}")
 
 
 @dataclass
@@ -60,6 +71,7 @@ class FrameOutput:
     depth: np.ndarray | None = None  # (h, w) float32 metres at model resolution
     world_from_camera: np.ndarray | None = None  # (4, 4)
     pose_covariance: np.ndarray | None = None  # (6, 6): x, y, z, rotation about x, y, z (nav_msgs/Odometry order)
+    egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, rotation, readout
     points: TrackFrame | None = None
     boxes: TrackFrame | None = None
 
@@ -93,6 +105,8 @@ class _Job:
     pixel_map: PixelMap
     source_size: tuple[int, int]
     requested_at: float
+    grey: np.ndarray | None = None  # (T, h, w) geometry-resolution frames of the window
+    geometry_map: PixelMap | None = None  # geometry pixels -> camera pixels
 
 
 class StreamingPipeline:
@@ -124,6 +138,11 @@ class StreamingPipeline:
         self.depth = DepthAligner(config.depth_affine)
         self.trajectory = Trajectory(memory=4 * frames)
         heads = backend.spec.heads
+        self.geometric = config.egomotion != "readout" and "pose" in heads
+        self.geometry = GeometryFrames(config.window_len, config.geometry_width) if self.geometric else None
+        self.odometry = GeometricOdometry(EgomotionConfig(mode=config.egomotion), self.log) if self.geometric else None
+        self._camera_matrix: np.ndarray | None = None  # of the camera images (camera_info K)
+        self._nominal_reported = False
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
                                config.max_invisible_frames) if "points" in heads and config.point_tracks else None
         self.boxes = TrackSet("boxes", backend.spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
@@ -157,11 +176,18 @@ class StreamingPipeline:
             if (self._received_since_reset - 1) % self.config.frame_stride:
                 return
             self.preprocess(view, encoding, self.ring.next_slot())
+            if self.geometry is not None:
+                self.geometry.write(view, encoding, self.ring.count)
             self.ring.commit(stamp_ns, frame_id)
             self.stats.frames_accepted += 1
             count, length = self.ring.count, self.config.window_len
             if count >= length and (count - length) % self.config.window_hop == 0:
                 self._request_window(height, width)
+
+    def set_camera_matrix(self, k: np.ndarray | None) -> None:
+        """The 3x3 intrinsics of the camera images (from camera_info); None or zero focal length: unknown."""
+        k = None if k is None else np.asarray(k, np.float64).reshape(3, 3)
+        self._camera_matrix = k if k is not None and k[0, 0] > 0 and k[1, 1] > 0 else None
 
     def add_box_seed(self, stamp_ns: int, box: np.ndarray, track_id: int | None = None) -> None:
         """Track a box `(x_min, y_min, x_max, y_max)` in source pixels from the frame stamped `stamp_ns`."""
@@ -194,6 +220,9 @@ class StreamingPipeline:
         self._requested_upto = infos[-1].seq
         self._pending = _Job(self._epoch, infos, self.preprocess.pixel_map(height, width), (height, width),
                              time.monotonic())
+        if self.geometry is not None:
+            self._pending.grey = self.geometry.copy_window([info.seq for info in infos])
+            self._pending.geometry_map = self.geometry.pixel_map()
         self.stats.windows_requested += 1
         self._lock.notify()
 
@@ -249,6 +278,8 @@ class StreamingPipeline:
             self._worker_epoch, self._last_emitted = job.epoch, -1
             self.depth.reset()
             self.trajectory.reset()
+            if self.odometry is not None:
+                self.odometry.reset()
             for tracks in (self.points, self.boxes):
                 if tracks is not None:
                     tracks.reset()
@@ -271,7 +302,7 @@ class StreamingPipeline:
         missed = seqs[publish_from] - self._last_emitted - 1 if publish_from < len(seqs) and self._last_emitted >= 0 else 0
         self.stats.frames_dropped += max(missed, 0)
         outputs = [FrameOutput(job.infos[i], job.pixel_map, job.source_size) for i in range(publish_from, len(seqs))]
-        scale = None
+        scale = depth = None
         if "depth" in out:
             depth = out["depth"][0, ..., 0]
             scale, _ = self.depth.align(seqs, depth)
@@ -279,8 +310,11 @@ class StreamingPipeline:
                 o.depth = depth[i]
         if "pose" in out:
             poses = self.trajectory.add_window(seqs, out["pose"][0], scale)
-            for o in outputs:
-                o.world_from_camera = poses[o.info.seq]
+            if self.geometric:
+                self._geometric_poses(job, outputs, publish_from, depth, poses)
+            else:
+                for o in outputs:
+                    o.world_from_camera, o.egomotion_source = poses[o.info.seq], "readout"
         for tracks, queries, key, attr in ((self.points, point_q, "points", "points"),
                                            (self.boxes, box_q, "boxes", "boxes")):
             if tracks is None or queries is None or key not in out:
@@ -295,6 +329,35 @@ class StreamingPipeline:
         self.stats.frames_emitted += len(outputs)
         if outputs:
             self._last_emitted = outputs[-1].info.seq
+
+    def _geometric_poses(self, job: _Job, outputs: list[FrameOutput], publish_from: int, depth: np.ndarray | None,
+                         readout_poses: dict[int, np.ndarray]) -> None:
+        """Each new frame's pose from the geometric stage (`egomotion.py`), in the order the frames came."""
+        k = self._geometry_camera_matrix(job)
+        model_map, geometry_map = job.pixel_map, job.geometry_map
+        for o, i in zip(outputs, range(publish_from, len(job.infos))):
+            def depth_at(points: np.ndarray, i=i) -> np.ndarray:
+                if depth is None or not len(points):
+                    return np.full(len(points), np.nan)
+                x, y = geometry_map.to_source(points[:, 0], points[:, 1])
+                x, y = model_map.to_model(x, y)
+                return depth_at_pixels(depth[i], x, y)
+            estimate = self.odometry.step(o.info.seq, job.grey[i], k, depth_at, readout_poses[o.info.seq])
+            o.world_from_camera, o.pose_covariance = estimate.world_from_camera, estimate.covariance
+            o.egomotion_source = estimate.source
+
+    def _geometry_camera_matrix(self, job: _Job) -> np.ndarray:
+        """The camera matrix at geometry resolution; without camera_info, a nominal 60-degree pinhole."""
+        k = self._camera_matrix
+        if k is None:
+            height, width = job.source_size
+            focal = width / (2 * np.tan(np.radians(NOMINAL_FOV_DEG) / 2))
+            k = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+            if not self._nominal_reported:
+                self._nominal_reported = True
+                self.log.warning(f"no camera intrinsics (camera_info missing or with zero focal length): egomotion "
+                                 f"assumes a {NOMINAL_FOV_DEG:.0f}-degree horizontal field of view")
+        return job.geometry_map.intrinsics_to_model(k)
 
     def close(self) -> None:
         with self._lock:

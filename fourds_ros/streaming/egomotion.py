@@ -1,0 +1,304 @@
+"""Camera motion from feature tracks and the 4DS depth, through keyframes (after DF-VO, Zhan et al. 2020).
+
+Per frame, features of the current keyframe are tracked with pyramidal Lucas-Kanade (forward-backward
+checked) at a reduced "geometry" resolution. Their two-view geometry against the keyframe gives the motion:
+- median feature displacement below `standing_px` (the angle `standing_deg` at the focal length): the camera
+  stands; the pose is exactly the keyframe's;
+- otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
+  gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
+  Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation;
+- the translation's length comes from the 4DS depth: points triangulated with a unit baseline, compared
+  with the (stitched) depth the model gives at the keyframe, median ratio (DF-VO's scale recovery), so
+  odometry and published depth share one scale;
+- too few tracks, a failed fit or no usable depth: the 4DS pose readout's motion since the keyframe answers,
+  with a large covariance, and the next frame starts a new keyframe.
+A new keyframe is taken when the rotation-compensated parallax passes `keyframe_px` or too few tracks
+survive, so a standing or slowly moving camera does not integrate noise from frame to frame.
+
+Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
+frame, geometry and readout blended by their covariances in the tangent space).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+MODES = ("geometric", "readout", "fused")
+# Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
+# real footage), so anything geometric outweighs it.
+READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
+READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
+
+
+@dataclass
+class EgomotionConfig:
+    mode: str = "geometric"
+    features: int = 120  # tracked per keyframe
+    # A camera whose features moved less than this angle from the keyframe stands still (vibration, tracking
+    # noise); the motion is not lost if it continues: it is measured against the keyframe once it is larger.
+    standing_deg: float = 0.25
+    keyframe_deg: float = 2.0  # rotation-compensated parallax (as an angle) that starts a new keyframe
+    min_inliers: int = 15
+    ransac_px: float = 1.0
+    forward_backward_px: float = 1.0
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"egomotion must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+
+@dataclass
+class MotionEstimate:
+    world_from_camera: np.ndarray  # (4, 4)
+    covariance: np.ndarray  # (6, 6): x, y, z, rotation about x, y, z
+    source: str  # standing | geometry | rotation | readout | fused
+    inliers: int = 0
+    residual_px: float = float("nan")
+
+
+@dataclass
+class _Keyframe:
+    seq: int
+    world_from_camera: np.ndarray
+    readout_world_from_camera: np.ndarray
+    covariance: np.ndarray
+    points: np.ndarray  # (N, 2) geometry pixels on the keyframe
+    depth: np.ndarray  # (N,) model depth at the points (NaN unknown)
+
+
+@dataclass
+class EgomotionStats:
+    frames: int = 0
+    by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "rotation": 0, "readout": 0,
+                                                     "fused": 0})
+    last_inliers: int = 0
+    keyframes: int = 0
+    seconds: float = 0.0
+
+
+def _inverse(pose: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[:3, :3] = pose[:3, :3].T
+    out[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
+    return out
+
+
+def _readout_covariance(step: np.ndarray) -> np.ndarray:
+    sigma_t = READOUT_TRANSLATION_SIGMA + 0.5 * float(np.linalg.norm(step[:3, 3]))
+    return np.diag([sigma_t ** 2] * 3 + [READOUT_ROTATION_SIGMA_RAD ** 2] * 3)
+
+
+def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-covariance weighted mean of two relative motions (translation, rotation vector)."""
+    def vec(pose):
+        return np.concatenate([pose[:3, 3], Rotation.from_matrix(pose[:3, :3]).as_rotvec()])
+    info_a, info_b = np.linalg.inv(cov_a), np.linalg.inv(cov_b)
+    cov = np.linalg.inv(info_a + info_b)
+    mean = cov @ (info_a @ vec(a) + info_b @ vec(b))
+    out = np.eye(4)
+    out[:3, :3] = Rotation.from_rotvec(mean[3:]).as_matrix()
+    out[:3, 3] = mean[:3]
+    return out, cov
+
+
+class GeometricOdometry:
+    """Feed frames in order with `step`; `reset` when the stream restarts."""
+
+    def __init__(self, config: EgomotionConfig, log: logging.Logger | None = None):
+        config.validate()
+        self.config = config
+        self.log = log or logging.getLogger("fourds_ros.egomotion")
+        self.stats = EgomotionStats()
+        self._lk = dict(winSize=(15, 15), maxLevel=3,
+                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+        self._last_fallback_log = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.keyframe: _Keyframe | None = None
+        self.previous: tuple | None = None  # (seq, grey image, point positions)
+        self.alive: np.ndarray | None = None
+        self.last: MotionEstimate | None = None
+        self._new_keyframe_next = False
+
+    # One frame ------------------------------------------------------------------
+    def step(self, seq: int, grey: np.ndarray, k: np.ndarray, depth_at, readout_world_from_camera: np.ndarray
+             ) -> MotionEstimate:
+        """Motion of frame `seq`: `grey` at geometry resolution with camera matrix `k`; `depth_at(points)` gives
+        the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's pose of this frame."""
+        started = time.perf_counter()
+        try:
+            estimate = self._step(seq, grey, k, depth_at, np.asarray(readout_world_from_camera, np.float64))
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        self.stats.frames += 1
+        self.stats.by_source[estimate.source] += 1
+        self.last = estimate
+        return estimate
+
+    def _step(self, seq, grey, k, depth_at, readout) -> MotionEstimate:
+        if self.keyframe is None or self.previous is None:
+            start = np.eye(4) if self.last is None else self.last.world_from_camera
+            covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
+            return self._start_keyframe(seq, grey, depth_at, start, readout, covariance, "standing")
+        if self.previous[0] != seq - 1:  # frames were dropped: too far for tracking
+            return self._readout_step(seq, grey, depth_at, readout, "a gap in the frames")
+        kf = self.keyframe
+        ids = np.flatnonzero(self.alive)
+        if len(ids) < self.config.min_inliers:
+            return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks left")
+        moved, ok = self._track(self.previous[1], grey, self.previous[2][ids])
+        positions = self.previous[2].copy()
+        positions[ids[ok]] = moved[ok]
+        self.alive[ids[~ok]] = False
+        self.previous = (seq, grey, positions)
+        ids = np.flatnonzero(self.alive)
+        if len(ids) < self.config.min_inliers:
+            return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
+        a, b = kf.points[ids], positions[ids]
+        standing_px = self._standing_px(k)
+        if float(np.median(np.linalg.norm(b - a, axis=1))) < standing_px:
+            return self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(ids), 0.0)
+        e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_FAST, prob=0.999, threshold=self.config.ransac_px)
+        if e is None or e.shape != (3, 3):
+            return self._readout_step(seq, grey, depth_at, readout, "no essential matrix")
+        inliers, r, t, pose_mask = cv2.recoverPose(e, a, b, k, mask=mask.copy())
+        inlier = mask.ravel() > 0  # RANSAC's inliers: a pure rotation leaves E undetermined but its inliers right
+        if inlier.sum() < self.config.min_inliers:
+            return self._readout_step(seq, grey, depth_at, readout, f"{inlier.sum()} inliers")
+        self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
+        depth = kf.depth[ids][inlier]
+        a, b = a[inlier], b[inlier]
+        r_only = self._procrustes(a, b, k)
+        if self._parallax(a, b, r_only, k) < standing_px:  # the rotation explains every displacement
+            r, t, source, parallax, residual = r_only, np.zeros(3), "rotation", 0.0, self._parallax(a, b, r_only, k)
+            inliers = len(a)
+        else:
+            in_front = pose_mask.ravel()[inlier] > 0
+            if in_front.sum() < self.config.min_inliers:
+                return self._readout_step(seq, grey, depth_at, readout, f"{in_front.sum()} points in front")
+            parallax = self._parallax(a, b, r, k)
+            residual = self._residual(e, a, b, k)
+            scale = self._scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
+            if scale is None:
+                return self._readout_step(seq, grey, depth_at, readout, "no depth to scale the translation")
+            t, source, inliers = t.ravel() * scale, "geometry", int(in_front.sum())
+        # x_current = R x_keyframe + t: the camera moved by the inverse.
+        points_motion = np.eye(4)
+        points_motion[:3, :3], points_motion[:3, 3] = r, t
+        relative = _inverse(points_motion)
+        relative_cov = self._fit_covariance(residual, parallax, len(a), k, float(np.linalg.norm(t)))
+        if self.config.mode == "fused":
+            readout_step = _inverse(kf.readout_world_from_camera) @ readout
+            relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
+            source = "fused"
+        pose = kf.world_from_camera @ relative
+        estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
+        if parallax > k[0, 0] * np.tan(np.radians(self.config.keyframe_deg)) or inliers < max(self.config.min_inliers * 2, len(kf.points) // 3):
+            self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
+        return estimate
+
+    # Parts ------------------------------------------------------------------------
+    def _track(self, reference: np.ndarray, current: np.ndarray, points: np.ndarray):
+        """Pyramidal Lucas-Kanade with a forward-backward check (Kalal et al. 2010)."""
+        p0 = points.reshape(-1, 1, 2).astype(np.float32)
+        p1, status, _ = cv2.calcOpticalFlowPyrLK(reference, current, p0, None, **self._lk)
+        back = p0.copy()
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(current, reference, p1, back,
+                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+        h, w = current.shape
+        p1, back = p1.reshape(-1, 2), back.reshape(-1, 2)
+        ok = (status.ravel() == 1) & (status_back.ravel() == 1) \
+            & (np.linalg.norm(back - points, axis=1) < self.config.forward_backward_px) \
+            & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+        return p1, ok
+
+    def _standing_px(self, k: np.ndarray) -> float:
+        return float(k[0, 0] * np.tan(np.radians(self.config.standing_deg)))
+
+    @staticmethod
+    def _procrustes(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """The rotation that best maps the bearing vectors of `a` onto those of `b` (orthogonal Procrustes)."""
+        ki = np.linalg.inv(k)
+        fa = ki @ np.column_stack([a, np.ones(len(a))]).T
+        fb = ki @ np.column_stack([b, np.ones(len(b))]).T
+        fa, fb = fa / np.linalg.norm(fa, axis=0), fb / np.linalg.norm(fb, axis=0)
+        u, _, vt = np.linalg.svd(fb @ fa.T)
+        return u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+
+    @staticmethod
+    def _parallax(a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> float:
+        """Median displacement left once the rotation `r` is taken out (what translation must explain)."""
+        rotated = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), k @ r @ np.linalg.inv(k))
+        return float(np.median(np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)))
+
+    @staticmethod
+    def _residual(e: np.ndarray, a: np.ndarray, b: np.ndarray, k: np.ndarray) -> float:
+        """Median Sampson distance of the inliers, in pixels."""
+        ki = np.linalg.inv(k)
+        xa = (ki @ np.column_stack([a, np.ones(len(a))]).T)
+        xb = (ki @ np.column_stack([b, np.ones(len(b))]).T)
+        ea, etb = e @ xa, e.T @ xb
+        numerator = np.sum(xb * ea, axis=0) ** 2
+        denominator = ea[0] ** 2 + ea[1] ** 2 + etb[0] ** 2 + etb[1] ** 2
+        return float(np.median(np.sqrt(numerator / np.maximum(denominator, 1e-18))) * k[0, 0])
+
+    @staticmethod
+    def _scale(a, b, r, t, k, depth) -> float | None:
+        """Translation length that makes the triangulated points agree with the model's depth (median ratio)."""
+        p0 = k @ np.hstack([np.eye(3), np.zeros((3, 1))])
+        p1 = k @ np.hstack([r, t.reshape(3, 1)])
+        x = cv2.triangulatePoints(p0, p1, a.T.astype(np.float64), b.T.astype(np.float64))
+        z = x[2] / x[3]
+        usable = np.isfinite(z) & (z > 1e-6) & np.isfinite(depth) & (depth > 0)
+        if usable.sum() < 5:
+            return None
+        scale = float(np.median(depth[usable] / z[usable]))
+        return scale if np.isfinite(scale) and scale > 0 else None
+
+    @staticmethod
+    def _fit_covariance(residual: float, parallax: float, inliers: int, k: np.ndarray, length: float) -> np.ndarray:
+        """Grows with the fit's residual and shrinks with inliers and parallax (first-order, per axis)."""
+        pixel = max(residual, 0.1) / k[0, 0]  # angular noise of one track
+        sigma_r = pixel / np.sqrt(inliers)
+        sigma_t = length * (max(residual, 0.1) / max(parallax, 0.1)) / np.sqrt(inliers) + 1e-4
+        return np.diag([sigma_t ** 2] * 3 + [sigma_r ** 2] * 3)
+
+    def _estimate(self, pose, covariance, source, inliers, residual) -> MotionEstimate:
+        self.stats.last_inliers = inliers
+        return MotionEstimate(pose, covariance, source, inliers, residual)
+
+    def _readout_step(self, seq, grey, depth_at, readout, reason: str) -> MotionEstimate:
+        """The readout's motion since the keyframe; the frame becomes the next keyframe."""
+        kf = self.keyframe
+        step = _inverse(kf.readout_world_from_camera) @ readout
+        pose = kf.world_from_camera @ step
+        covariance = kf.covariance + _readout_covariance(step)
+        now = time.monotonic()
+        if now - self._last_fallback_log > 5.0:  # at a bounded rate
+            self._last_fallback_log = now
+            self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
+        return self._start_keyframe(seq, grey, depth_at, pose, readout, covariance, "readout")
+
+    def _start_keyframe(self, seq, grey, depth_at, pose, readout, covariance, source, keep=None) -> MotionEstimate:
+        existing = keep[self.alive] if keep is not None and self.alive is not None else np.zeros((0, 2))
+        mask = np.full(grey.shape, 255, np.uint8)
+        spacing = max(4, int(min(grey.shape) / 25))
+        for x, y in existing:
+            cv2.circle(mask, (int(round(x)), int(round(y))), spacing, 0, -1)
+        want = self.config.features - len(existing)
+        corners = cv2.goodFeaturesToTrack(grey, maxCorners=max(want, 1), qualityLevel=0.01, minDistance=spacing,
+                                          mask=mask) if want > 0 else None
+        fresh = corners.reshape(-1, 2) if corners is not None else np.zeros((0, 2), np.float32)
+        points = np.concatenate([existing, fresh]).astype(np.float32)
+        depth = depth_at(points) if len(points) else np.zeros(0)
+        self.keyframe = _Keyframe(seq, pose, readout, covariance, points, np.asarray(depth, np.float64))
+        self.previous = (seq, grey, points.copy())
+        self.alive = np.ones(len(points), bool)
+        self.stats.keyframes += 1
+        return self._estimate(pose, covariance, source, len(points), 0.0)
