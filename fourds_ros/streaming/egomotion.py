@@ -43,6 +43,7 @@ class EgomotionConfig:
     # noise); the motion is not lost if it continues: it is measured against the keyframe once it is larger.
     standing_deg: float = 0.25
     keyframe_deg: float = 2.0  # rotation-compensated parallax (as an angle) that starts a new keyframe
+    pnp_below_deg: float = 1.0  # below this parallax the depth-lifted tracks (PnP) give the motion, not E
     min_inliers: int = 15
     ransac_px: float = 1.0
     forward_backward_px: float = 1.0
@@ -164,30 +165,44 @@ class GeometricOdometry:
         standing_px = self._standing_px(k)
         if float(np.median(np.linalg.norm(b - a, axis=1))) < standing_px:
             return self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(ids), 0.0)
-        e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_FAST, prob=0.999, threshold=self.config.ransac_px)
-        if e is None or e.shape != (3, 3):
-            return self._readout_step(seq, grey, depth_at, readout, "no essential matrix")
-        inliers, r, t, pose_mask = cv2.recoverPose(e, a, b, k, mask=mask.copy())
-        inlier = mask.ravel() > 0  # RANSAC's inliers: a pure rotation leaves E undetermined but its inliers right
-        if inlier.sum() < self.config.min_inliers:
-            return self._readout_step(seq, grey, depth_at, readout, f"{inlier.sum()} inliers")
-        self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
-        depth = kf.depth[ids][inlier]
-        a, b = a[inlier], b[inlier]
-        r_only = self._procrustes(a, b, k)
-        if self._parallax(a, b, r_only, k) < standing_px:  # the rotation explains every displacement
-            r, t, source, parallax, residual = r_only, np.zeros(3), "rotation", 0.0, self._parallax(a, b, r_only, k)
-            inliers = len(a)
+        e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
+        # The background must carry the fit: an essential matrix that explains under half of the tracks is a
+        # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
+        inlier = mask.ravel() > 0 if e is not None and e.shape == (3, 3) else np.zeros(len(a), bool)
+        if inlier.sum() < max(self.config.min_inliers, len(a) // 2):
+            r_only, keep = self._robust_rotation(a, b, k)
+            if self._parallax(a[keep], b[keep], r_only, k) < standing_px:
+                self.alive[ids[~keep]] = False
+                r, t, source, parallax = r_only, np.zeros(3), "rotation", 0.0
+                inliers, residual = int(keep.sum()), self._parallax(a[keep], b[keep], r_only, k)
+            else:
+                return self._readout_step(seq, grey, depth_at, readout, f"{inlier.sum()} of {len(a)} tracks fit")
         else:
-            in_front = pose_mask.ravel()[inlier] > 0
-            if in_front.sum() < self.config.min_inliers:
-                return self._readout_step(seq, grey, depth_at, readout, f"{in_front.sum()} points in front")
-            parallax = self._parallax(a, b, r, k)
-            residual = self._residual(e, a, b, k)
-            scale = self._scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
-            if scale is None:
-                return self._readout_step(seq, grey, depth_at, readout, "no depth to scale the translation")
-            t, source, inliers = t.ravel() * scale, "geometry", int(in_front.sum())
+            # A generous distance limit: with a short baseline every point is far in baseline units.
+            inliers, r, t, pose_mask, _ = cv2.recoverPose(e, a, b, k, distanceThresh=1e6, mask=mask.copy())
+            self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
+            depth = kf.depth[ids][inlier]
+            a, b = a[inlier], b[inlier]
+            r_only = self._procrustes(a, b, k)
+            if self._parallax(a, b, r_only, k) < standing_px:  # a rotation explains every displacement
+                r, t, source, parallax = r_only, np.zeros(3), "rotation", 0.0
+                inliers, residual = len(a), self._parallax(a, b, r_only, k)
+            elif self._parallax(a, b, r_only, k) < self._angle_px(k, self.config.pnp_below_deg) and \
+                    (pnp := self._pnp(a, b, k, depth)) is not None:
+                # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
+                # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).
+                r, t, inliers = pnp
+                source, parallax, residual = "geometry", self._parallax(a, b, r, k), float("nan")
+            else:
+                in_front = pose_mask.ravel()[inlier] > 0
+                if in_front.sum() < self.config.min_inliers:
+                    return self._readout_step(seq, grey, depth_at, readout, f"{in_front.sum()} points in front")
+                parallax = self._parallax(a, b, r, k)
+                residual = self._residual(e, a, b, k)
+                scale = self._scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
+                if scale is None:
+                    return self._readout_step(seq, grey, depth_at, readout, "no depth to scale the translation")
+                t, source, inliers = t.ravel() * scale, "geometry", int(in_front.sum())
         # x_current = R x_keyframe + t: the camera moved by the inverse.
         points_motion = np.eye(4)
         points_motion[:3, :3], points_motion[:3, 3] = r, t
@@ -219,7 +234,30 @@ class GeometricOdometry:
         return p1, ok
 
     def _standing_px(self, k: np.ndarray) -> float:
-        return float(k[0, 0] * np.tan(np.radians(self.config.standing_deg)))
+        return self._angle_px(k, self.config.standing_deg)
+
+    @staticmethod
+    def _angle_px(k: np.ndarray, degrees: float) -> float:
+        return float(k[0, 0] * np.tan(np.radians(degrees)))
+
+    def _pnp(self, a, b, k, depth) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """(R, t, inliers) moving keyframe points (lifted with `depth`) onto `b`, or None."""
+        usable = np.isfinite(depth) & (depth > 0)
+        if usable.sum() < self.config.min_inliers:
+            return None
+        ki = np.linalg.inv(k)
+        points = (ki @ np.column_stack([a[usable], np.ones(usable.sum())]).T).T * depth[usable, None]
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, b[usable].astype(np.float64), k, None,
+                                                     reprojectionError=2 * self.config.ransac_px,
+                                                     iterationsCount=100, flags=cv2.SOLVEPNP_EPNP)
+        if not ok or inliers is None or len(inliers) < max(self.config.min_inliers, usable.sum() // 2):
+            return None
+        index = inliers.ravel()
+        ok, rvec, tvec = cv2.solvePnP(points[index], b[usable][index].astype(np.float64), k, None, rvec, tvec,
+                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+        if not ok:
+            return None
+        return cv2.Rodrigues(rvec)[0], tvec.ravel(), len(index)
 
     @staticmethod
     def _procrustes(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -230,6 +268,19 @@ class GeometricOdometry:
         fa, fb = fa / np.linalg.norm(fa, axis=0), fb / np.linalg.norm(fb, axis=0)
         u, _, vt = np.linalg.svd(fb @ fa.T)
         return u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+
+    def _robust_rotation(self, a: np.ndarray, b: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Procrustes rotation refitted twice on the tracks it explains best (moving objects drop out)."""
+        keep = np.ones(len(a), bool)
+        r = self._procrustes(a, b, k)
+        for _ in range(2):
+            rotated = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), k @ r @ np.linalg.inv(k))
+            error = np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)
+            keep = error <= max(np.percentile(error, 70), self.config.ransac_px)
+            if keep.sum() < self.config.min_inliers:
+                break
+            r = self._procrustes(a[keep], b[keep], k)
+        return r, keep
 
     @staticmethod
     def _parallax(a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> float:
@@ -280,6 +331,7 @@ class GeometricOdometry:
         pose = kf.world_from_camera @ step
         covariance = kf.covariance + _readout_covariance(step)
         now = time.monotonic()
+        self.last_fallback_reason = reason
         if now - self._last_fallback_log > 5.0:  # at a bounded rate
             self._last_fallback_log = now
             self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")

@@ -1,0 +1,100 @@
+"""The geometric egomotion stage on rendered sequences of known motion (a textured room, ray cast)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from fourds_ros.evaluation.metrics import rotation_angle_deg
+from fourds_ros.streaming.egomotion import EgomotionConfig, GeometricOdometry, blend
+from room_render import look, render
+
+K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
+SIZE = (120, 160)
+
+
+def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None):
+    """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity."""
+    odometry = GeometricOdometry(EgomotionConfig(mode=mode))
+    out = []
+    for i, pose in enumerate(poses):
+        if frames is not None:
+            grey, depth = frames[i]
+        else:
+            grey, depth = render(pose, K, SIZE, None if boxes is None else boxes[i])
+
+        def depth_at(points, depth=depth):
+            return depth[np.clip(np.round(points[:, 1]).astype(int), 0, SIZE[0] - 1),
+                         np.clip(np.round(points[:, 0]).astype(int), 0, SIZE[1] - 1)].astype(np.float64)
+        out.append(odometry.step(i, grey, K, depth_at, np.eye(4) if readout is None else readout[i]))
+    return out, odometry
+
+
+def relative(poses):
+    return [np.linalg.inv(poses[0]) @ p for p in poses]
+
+
+def test_pure_translation_is_recovered_with_the_depth_scale():
+    truth = [look(0, (0.02 * i, 0.005 * i, -1.5 + 0.03 * i)) for i in range(16)]
+    estimates, odometry = run(truth)
+    expected = relative(truth)
+    # A 160x120 camera: tenths of a degree and a few centimetres are what its pixels allow.
+    for est, ref in zip(estimates[4:], expected[4:]):
+        assert np.linalg.norm(est.world_from_camera[:3, 3] - ref[:3, 3]) < 0.2 * np.linalg.norm(ref[:3, 3]) + 0.01
+        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 2.0
+    assert odometry.stats.by_source["geometry"] > 8 and odometry.stats.by_source["readout"] == 0
+
+
+def test_pure_rotation_gives_the_rotation_and_no_translation():
+    truth = [look(0.6 * i) for i in range(16)]
+    estimates, odometry = run(truth)
+    for est, ref in zip(estimates, relative(truth)):
+        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 0.15
+        assert np.linalg.norm(est.world_from_camera[:3, 3]) < 0.01
+    assert odometry.stats.by_source["rotation"] >= 10
+
+
+def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_through_the_view():
+    poses = [look(5.0)] * 16
+    boxes = [np.array([-0.9 + 0.12 * i, 0.1, 0.6]) for i in range(16)]  # crosses a third of the view
+    estimates, odometry = run(poses, boxes)
+    for est in estimates:
+        assert np.array_equal(est.world_from_camera, np.eye(4))
+    assert odometry.stats.by_source["readout"] == 0
+
+
+def test_tracks_on_a_moving_object_are_outliers_of_a_moving_camera():
+    truth = [look(0, (0.025 * i, 0.0, -1.5 + 0.02 * i)) for i in range(12)]
+    boxes = [np.array([0.5 - 0.1 * i, -0.2, 0.4]) for i in range(12)]  # moves against the camera
+    estimates, _ = run(truth, boxes)
+    last, ref = estimates[-1].world_from_camera, relative(truth)[-1]
+    assert np.linalg.norm(last[:3, 3] - ref[:3, 3]) < 0.12 * np.linalg.norm(ref[:3, 3]) + 0.005
+
+
+def test_a_textureless_stretch_falls_back_to_the_readout_with_a_large_covariance_and_no_nan():
+    flat = (np.full(SIZE, 128, np.uint8), np.full(SIZE, 2.0, np.float32))
+    textured = [render(look(0, (0.02 * i, 0, -1.5)), K, SIZE) for i in range(4)]
+    frames = textured + [flat] * 6
+    readout = [np.eye(4) for _ in range(10)]
+    for i in range(4, 10):
+        readout[i][:3, 3] = [0.02 * i, 0, 0]
+    estimates, odometry = run([None] * 10, readout=readout, frames=frames)
+    assert all(np.isfinite(e.world_from_camera).all() and np.isfinite(e.covariance).all() for e in estimates)
+    fallback = [e for e in estimates[4:] if e.source == "readout"]
+    assert len(fallback) >= 5
+    geometric = [e for e in estimates[1:4] if e.source != "readout"]
+    assert min(np.trace(e.covariance) for e in fallback) > 10 * max(np.trace(e.covariance) for e in geometric)
+    # Each fallback step follows the readout's motion.
+    steps = [np.linalg.inv(a.world_from_camera) @ b.world_from_camera for a, b in zip(estimates[5:], estimates[6:])]
+    assert all(np.allclose(s[:3, 3], [0.02, 0, 0], atol=1e-9) for s in steps)
+
+
+def test_blend_weights_by_covariance():
+    a, b = np.eye(4), np.eye(4)
+    b[:3, 3] = [1.0, 0, 0]
+    b[:3, :3] = Rotation.from_rotvec([0, 0.1, 0]).as_matrix()
+    mean, cov = blend(a, np.eye(6) * 1e-4, b, np.eye(6))
+    assert np.linalg.norm(mean[:3, 3]) < 1e-3 and np.all(np.diag(cov) < 1e-4)
+    even, _ = blend(a, np.eye(6), b, np.eye(6))
+    np.testing.assert_allclose(even[:3, 3], [0.5, 0, 0])
+    assert rotation_angle_deg(even[:3, :3]) == pytest.approx(np.degrees(0.05))
