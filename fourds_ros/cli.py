@@ -9,6 +9,7 @@ import numpy as np
 
 from .runtime.selection import ALL_PRECISIONS, BACKENDS
 from .streaming.egomotion import MODES as EGOMOTION_MODES
+from .streaming.refine import VISIBILITY as POINT_VISIBILITY
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
@@ -183,7 +184,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.report import summary
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                       window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision,
-                      gt=args.gt, egomotion=args.egomotion)
+                      gt=args.gt, egomotion=args.egomotion, refine_points=not args.no_refine_points,
+                      point_visibility=args.point_visibility)
     print(summary(report, args.out))
 
 
@@ -312,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score the node's pipeline on a bag against its ground truth")
     _bag_arguments(p)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-refine-points", action="store_true", help="publish the 4DS point positions unrefined")
+    p.add_argument("--point-visibility", choices=POINT_VISIBILITY, default="refined",
+                   help="occlusion signal of point tracks: readout, refined or both")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("replay", help="play a bag over ROS 2 into the real node, record its outputs and score them")

@@ -23,6 +23,7 @@ from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
 from ..streaming.egomotion import MODES as EGOMOTION_MODES
+from ..streaming.refine import VISIBILITY as POINT_VISIBILITY
 from . import messages
 from .entry_point import run_node
 from .outputs import Detection2DArray, NodeOutputs
@@ -47,6 +48,10 @@ PARAMETERS = [
     Param("point_tracks", 32, "point tracks kept alive (0: off)", range=(0, 4096)),
     Param("point_seeding", "corners", "how new point tracks are seeded (none: only from tracks/point_seeds)",
           choices=("corners", "grid", "none")),
+    Param("refine_points", True, "refine point tracks at camera resolution (Lucas-Kanade from the last position, "
+          "the 4DS estimate as the second guess, forward-backward checked)"),
+    Param("point_visibility", "refined", "occlusion signal of point tracks: readout (4DS visibility), refined (the "
+          "refinement's check) or both", choices=POINT_VISIBILITY),
     Param("max_invisible_frames", 8, "drop a track after this many invisible frames", range=(0, 100000)),
     Param("flush_after_s", 0.5, "after this long without frames, publish the frames still waiting (0: never)",
           range=(0.0, 3600.0)),
@@ -80,7 +85,8 @@ class PerceptionNode(Node):
                               resize_policy=p["resize_policy"], depth_affine=p["depth_affine"],
                               point_tracks=p["point_tracks"], point_seeding=p["point_seeding"],
                               max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"],
-                              egomotion=p["egomotion"], geometry_width=p["geometry_width"])
+                              egomotion=p["egomotion"], geometry_width=p["geometry_width"],
+                              refine_points=p["refine_points"], point_visibility=p["point_visibility"])
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],
                                    p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"])
         try:  # the pipeline's worker thread hands each frame's output straight to the publishers

@@ -27,6 +27,8 @@ from .camera import PixelMap, depth_at_pixels
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
 from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, image_view
+from .refine import VISIBILITY as POINT_VISIBILITY
+from .refine import PointRefiner
 from .stitching import DepthAligner, Trajectory
 from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
 
@@ -46,6 +48,8 @@ class StreamConfig:
     max_invisible_frames: int = 8
     flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
     egomotion: str = "geometric"  # geometric | readout | fused (see egomotion.py)
+    refine_points: bool = True  # refine point tracks at camera resolution (see refine.py)
+    point_visibility: str = "refined"  # readout | refined | both: which occlusion signal `visible` carries
     geometry_width: int = 640  # grey frames for the geometric stage are at most this wide
 
     def validate(self) -> None:
@@ -59,6 +63,9 @@ class StreamConfig:
             raise ValueError(f"point_seeding must be 'corners', 'grid' or 'none', got {self.point_seeding!r}")
         if self.egomotion not in EGOMOTION_MODES:
             raise ValueError(f"egomotion must be one of {', '.join(EGOMOTION_MODES)}, got {self.egomotion!r}")
+        if self.point_visibility not in POINT_VISIBILITY:
+            raise ValueError(f"point_visibility must be one of {', '.join(POINT_VISIBILITY)}, "
+                             f"got {self.point_visibility!r}")
         if self.geometry_width < 32:
             raise ValueError(f"geometry_width must be at least 32, got {self.geometry_width}")
 
@@ -138,14 +145,16 @@ class StreamingPipeline:
         self.depth = DepthAligner(config.depth_affine)
         self.trajectory = Trajectory(memory=4 * frames)
         heads = backend.spec.heads
-        self.geometric = config.egomotion != "readout" and "pose" in heads
-        self.geometry = GeometryFrames(config.window_len, config.geometry_width) if self.geometric else None
-        self.odometry = GeometricOdometry(EgomotionConfig(mode=config.egomotion), self.log) if self.geometric else None
         self._camera_matrix: np.ndarray | None = None  # of the camera images (camera_info K)
         self._nominal_reported = False
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
                                config.max_invisible_frames) if "points" in heads and config.point_tracks else None
         self.boxes = TrackSet("boxes", backend.spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
+        self.geometric = config.egomotion != "readout" and "pose" in heads
+        self.refiner = PointRefiner(config.point_visibility) if config.refine_points and self.points else None
+        needs_geometry = self.geometric or self.refiner is not None
+        self.geometry = GeometryFrames(config.window_len, config.geometry_width) if needs_geometry else None
+        self.odometry = GeometricOdometry(EgomotionConfig(mode=config.egomotion), self.log) if self.geometric else None
         self._seeds = SeedInbox()
         self._busy = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
@@ -280,6 +289,8 @@ class StreamingPipeline:
             self.trajectory.reset()
             if self.odometry is not None:
                 self.odometry.reset()
+            if self.refiner is not None:
+                self.refiner.reset()
             for tracks in (self.points, self.boxes):
                 if tracks is not None:
                     tracks.reset()
@@ -321,8 +332,21 @@ class StreamingPipeline:
                 continue
             n = len(queries.ids)
             frames = tracks.update(seqs, publish_from, queries.ids, out[key][0, :n], out[f"{key}_visible_logit"][0, :n])
-            for o, frame in zip(outputs, frames):
+            for frame in frames:
                 frame.to_source(job.pixel_map)
+            if key == "points" and self.refiner is not None and frames:
+                started = {}
+                for track_id, (seq, value) in tracks.started.items():
+                    x, y = job.pixel_map.to_source(value[0], value[1])
+                    started[track_id] = (seq, (x, y))
+                self.refiner.refine(frames, seqs, job.grey, job.geometry_map, started)
+                # The next window queries the model at the refined position.
+                last = frames[-1]
+                x, y = job.pixel_map.to_model(last.source_values[:, 0], last.source_values[:, 1])
+                for track_id, xy in zip(last.ids.astype(int), np.stack([x, y], 1)):
+                    if track_id in tracks.tracks:
+                        tracks.tracks[track_id].value = xy.astype(np.float32)
+            for o, frame in zip(outputs, frames):
                 setattr(o, attr, frame)
         for o in outputs:
             self.on_output(o)

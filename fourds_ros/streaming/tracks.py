@@ -36,7 +36,8 @@ class TrackFrame:
     values: np.ndarray  # float32 (N, 2) or (N, 4), model pixels
     visible: np.ndarray  # uint8 (N,)
     confidence: np.ndarray  # float32 (N,)
-    source_values: np.ndarray | None = None  # the same in camera pixels (set by `to_source`)
+    source_values: np.ndarray | None = None  # the same in camera pixels (set by `to_source`, then refined)
+    refined: np.ndarray | None = None  # uint8 (N,): the camera-resolution refinement passed its check
 
     def to_source(self, pixel_map: PixelMap) -> None:
         xy = self.values.reshape(*self.values.shape[:-1], self.values.shape[-1] // 2, 2)  # boxes: two corners
@@ -61,6 +62,7 @@ class TrackSet:
         self.tracks: dict[int, Track] = {}
         self.next_id = 0
         self.pending_seeds: list[tuple[int, np.ndarray]] = []  # (seq, value)
+        self.started: dict[int, tuple[int, np.ndarray]] = {}  # tracks started by the last `queries`: (seq, value)
         self.lost = 0
 
     def reset(self) -> None:
@@ -78,6 +80,7 @@ class TrackSet:
         """
         index = {s: i for i, s in enumerate(seqs)}
         out = TrackQueries()
+        self.started = {}
         for track in list(self.tracks.values()):
             if track.seq not in index:
                 del self.tracks[track.id]
@@ -99,6 +102,7 @@ class TrackSet:
             self.next_id = max(self.next_id, track_id + 1)
             track = Track(track_id, value, seq)
             self.tracks[track.id] = track
+            self.started[track.id] = (seq, value)
             out.ids.append(track.id)
             out.rows.append(self._row(index[seq], value))
         self.pending_seeds = keep

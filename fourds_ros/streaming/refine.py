@@ -1,0 +1,103 @@
+"""Point tracks refined at camera resolution: pyramidal Lucas-Kanade from the track's previous position,
+vetoed by a forward-backward check (Kalal et al. 2010); where it fails from there, again from the 4DS
+readout's coarse position as the initial guess; where both fail, the readout's position stands. The model
+sees a 64-pixel window; the refinement sees the camera's detail. Tracks start exactly at their seed.
+
+`visibility` says which occlusion signal a track's `visible` flag carries: `readout` (the 4DS visibility),
+`refined` (the refinement's own check passed), or `both` (both agree the point is seen).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .camera import PixelMap
+from .tracks import TrackFrame
+
+VISIBILITY = ("readout", "refined", "both")
+
+
+class PointRefiner:
+    def __init__(self, visibility: str = "refined", forward_backward_px: float = 1.0):
+        if visibility not in VISIBILITY:
+            raise ValueError(f"track visibility must be one of {', '.join(VISIBILITY)}, got {visibility!r}")
+        self.visibility, self.forward_backward_px = visibility, forward_backward_px
+        self.last: dict[int, tuple[int, np.ndarray]] = {}  # track id -> (seq, geometry pixels)
+        self._lk = dict(winSize=(21, 21), maxLevel=3,
+                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+    def reset(self) -> None:
+        self.last.clear()
+
+    def refine(self, frames: list[TrackFrame], seqs: list[int], grey: np.ndarray, geometry_map: PixelMap,
+               started: dict[int, tuple[int, np.ndarray]] | None = None) -> None:
+        """Refine `frames` (one per seq, in order, `source_values` set) in place with the window's grey frames
+        `grey` (indexed like the whole window, so `seqs[0]` may precede the first frame to refine).
+
+        `started`: tracks that begin in this window, (seq, camera pixels): on that frame the track is exactly
+        its seed, and refinement runs forward from there.
+        """
+        starts = {}
+        for track_id, (seq, xy) in (started or {}).items():
+            gx, gy = geometry_map.to_model(np.array([xy[0]]), np.array([xy[1]]))
+            starts[int(track_id)] = (seq, np.array([gx[0], gy[0]], np.float32))
+        offset = len(grey) - len(frames)
+        live = set()
+        for n, (frame, seq) in enumerate(zip(frames, seqs[offset:])):
+            index = offset + n
+            ids = frame.ids.astype(int)
+            live.update(ids.tolist())
+            guess_x, guess_y = geometry_map.to_model(frame.source_values[:, 0], frame.source_values[:, 1])
+            guess = np.stack([guess_x, guess_y], 1).astype(np.float32)
+            previous = [self.last.get(i) for i in ids]
+            can = np.array([p is not None and p[0] == seq - 1 and index > 0 for p in previous], bool)
+            refined = np.zeros(len(ids), bool)
+            position = guess.copy()
+            if can.any():
+                start = np.stack([previous[i][1] for i in np.flatnonzero(can)]).astype(np.float32)
+                moved, ok = self._track(grey[index - 1], grey[index], start, guess[can])
+                rows = np.flatnonzero(can)
+                position[rows[ok]] = moved[ok]
+                refined[rows[ok]] = True
+            for i, track_id in enumerate(ids):
+                start = starts.get(track_id)
+                if start is not None and start[0] == seq:
+                    position[i], can[i], refined[i] = start[1], False, False
+                # A track that could not be refined continues from the readout's position.
+                self.last[track_id] = (seq, position[i])
+            x, y = geometry_map.to_source(position[:, 0], position[:, 1])
+            frame.source_values = np.stack([x, y], 1).astype(np.float32)
+            frame.refined = refined.astype(np.uint8)
+            readout_visible = frame.visible.astype(bool)
+            fresh = ~can  # a track's first frame has nothing to refine from: the readout answers
+            if self.visibility == "refined":
+                frame.visible = (np.where(fresh, readout_visible, refined)).astype(np.uint8)
+            elif self.visibility == "both":
+                frame.visible = (readout_visible & (refined | fresh)).astype(np.uint8)
+        for track_id in [i for i in self.last if i not in live]:
+            del self.last[track_id]
+
+    def _track(self, previous: np.ndarray, current: np.ndarray, start: np.ndarray, guess: np.ndarray):
+        """Lucas-Kanade from `start`, first from the readout's `guess`, then (where that fails the check) from
+        the previous position itself; forward-backward error under `forward_backward_px` to pass."""
+        h, w = current.shape
+        p0 = start.reshape(-1, 1, 2)
+        best = np.zeros_like(start)
+        ok = np.zeros(len(start), bool)
+        for initial in (start, guess):
+            todo = np.flatnonzero(~ok)
+            if not len(todo):
+                break
+            p1 = initial[todo].reshape(-1, 1, 2).copy()
+            p1, status, _ = cv2.calcOpticalFlowPyrLK(previous, current, p0[todo], p1,
+                                                     flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+            back = p0[todo].copy()
+            back, status_back, _ = cv2.calcOpticalFlowPyrLK(current, previous, p1, back,
+                                                            flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
+            p1, back = p1.reshape(-1, 2), back.reshape(-1, 2)
+            good = (status.ravel() == 1) & (status_back.ravel() == 1) \
+                & (np.linalg.norm(back - start[todo], axis=1) < self.forward_backward_px) \
+                & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+            best[todo[good]] = p1[good]
+            ok[todo[good]] = True
+        return best, ok
