@@ -97,7 +97,8 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
 def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
              image_topic: str | None = None, window_hop: int = 4, video: bool = False, progress: bool = True,
              threads: int = 0, precision: str | None = None, gt: Path | None = None,
-             egomotion: str = "geometric", refine_points: bool = True, point_visibility: str = "refined") -> dict:
+             egomotion: str = "geometric", refine_points: bool = True, point_visibility: str = "refined",
+             geometry_width: int | None = None) -> dict:
     """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`."""
     started = time.monotonic()
     model_dir = model_dir or default_model_dir()
@@ -109,7 +110,8 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
     box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
     config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
                           point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0, egomotion=egomotion,
-                          refine_points=refine_points, point_visibility=point_visibility)
+                          refine_points=refine_points, point_visibility=point_visibility,
+                          **({"geometry_width": geometry_width} if geometry_width else {}))
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
                        box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics)
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)

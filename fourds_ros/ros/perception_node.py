@@ -58,7 +58,7 @@ PARAMETERS = [
     Param("egomotion", "geometric", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
           "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
           choices=EGOMOTION_MODES),
-    Param("geometry_width", 640, "width of the grey frames the geometric stage tracks on (at most the camera's)",
+    Param("geometry_width", 320, "width of the grey frames the geometric stage tracks on (at most the camera's)",
           range=(32, 8192)),
     Param("odom_frame", "fourds_odom", "frame of odometry/pose/path: the first camera frame of the stream"),
     Param("child_frame_id", "", "odometry child and tf frame (empty: the image's frame_id)"),

@@ -50,7 +50,7 @@ class StreamConfig:
     egomotion: str = "geometric"  # geometric | readout | fused (see egomotion.py)
     refine_points: bool = True  # refine point tracks at camera resolution (see refine.py)
     point_visibility: str = "refined"  # readout | refined | both: which occlusion signal `visible` carries
-    geometry_width: int = 640  # grey frames for the geometric stage are at most this wide
+    geometry_width: int = 320  # grey frames for the geometric stage are at most this wide
 
     def validate(self) -> None:
         if self.window_len < 2:

@@ -24,7 +24,7 @@ class PointRefiner:
         self.visibility, self.forward_backward_px = visibility, forward_backward_px
         self.last: dict[int, tuple[int, np.ndarray]] = {}  # track id -> (seq, geometry pixels)
         self._lk = dict(winSize=(21, 21), maxLevel=3,
-                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
 
     def reset(self) -> None:
         self.last.clear()
