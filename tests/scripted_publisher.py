@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -40,16 +41,19 @@ def main() -> None:
     node = rclpy.create_node("scripted_publisher")
     qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
     pub = node.create_publisher(Image, "image", qos)
-    deadline = time.monotonic() + 20
-    while pub.get_subscription_count() < 2 and time.monotonic() < deadline:  # the node and the test's listener
-        time.sleep(0.05)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while pub.get_subscription_count() < 2:  # the node and the test's listener have matched this publisher
+        if time.monotonic() > deadline:
+            sys.exit("scripted_publisher: the node and the listener did not subscribe within 60 s")
+        rclpy.spin_once(node, timeout_sec=0.05)
     for step in plan:
         frames = moving_pattern_clip(step["count"], step["height"], step["width"], seed=step.get("seed", 0))
         for i, frame in enumerate(frames):
             pub.publish(image(step["kind"], frame, step["start_ns"] + i * PERIOD_NS))
-            time.sleep(1 / 30)
-    time.sleep(1.0)  # let reliable delivery finish
+            time.sleep(1 / 30)  # the camera's pace, not a synchronisation
+    # Reliable delivery: every subscriber has acknowledged every sample before the process exits.
+    if not pub.wait_for_all_acked(Duration(seconds=60)):
+        sys.exit("scripted_publisher: the subscribers did not acknowledge every image within 60 s")
     print("scripted_publisher: done", flush=True)
     node.destroy_node()
     rclpy.shutdown()

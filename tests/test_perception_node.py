@@ -68,7 +68,8 @@ def image_folder(path, frames: int, height: int = 96, width: int = 128):
 
 
 def play_frames(processes, domain, tmp_path, frames: int, timeout: float, *extra: str) -> None:
-    """video_publisher streams `frames` procedural frames at 30 Hz (once the node and the listener subscribe)."""
+    """video_publisher streams `frames` procedural frames (30 Hz unless `extra` sets the rate) once the node and
+    the listener subscribe."""
     publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={image_folder(tmp_path / 'f', frames)}",
                                                 "-p", "wait_for_subscribers:=2", *extra], domain, tmp_path)
     processes.append(publisher)
@@ -195,17 +196,23 @@ def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
 
 
 def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
-    """The embedded preset (~65 ms a window) asked for a window every frame at 30 Hz."""
+    """A window every frame, frames four times faster than this machine runs a window (measured here, now):
+    overloaded by construction on any machine."""
     from fourds_ros.model.presets import preset
+    from fourds_ros.runtime import create_backend
+    from test_streaming import measured_window_s
     model = FourDS(preset("embedded-ti-128"))
     model.reset_parameters(0)
     model_dir = save_model_dir(model, tmp_path / "embedded")
+    backend = create_backend("onnxruntime", model_dir)
+    rate = min(4 / measured_window_s(backend), 500.0)
+    backend.close()
     domain = next_domain()
     node = start_node(processes, domain, tmp_path, model_dir, "-p", "window_hop:=1", "-p", "point_tracks:=16")
     node.wait_for_log("ready:", timeout=120)
     listener = TopicRecorder(domain, OUTPUTS)
     try:
-        play_frames(processes, domain, tmp_path, 90, timeout=60)
+        play_frames(processes, domain, tmp_path, 90, 120, "-p", f"rate:={rate:.1f}")
         listener.wait_for_node_outputs(PER_FRAME, 30)
     finally:
         listener.close()
@@ -214,9 +221,10 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     latency = [received - messages.stamp_ns(m.header) / 1e9 for received, m in listener.timed("depth/image")]
     window_max = float(diag["window_latency_max_ms"]) / 1e3
     assert len(latency) == int(diag["frames_emitted"]) > 60
-    # No queue: the worst frame waits about two windows, and the last frames are not later than the first.
+    # No queue: the worst frame waits about two windows, and the last frames wait no more than a window longer
+    # than the early ones (a queue at four times overload would add a window every few frames).
     assert max(latency) < 2 * window_max + 0.5, (max(latency), window_max)
-    assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + 0.2
+    assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + window_max, (latency, window_max)
 
 
 @pytest.mark.parametrize("name, value, message", [

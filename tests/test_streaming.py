@@ -134,7 +134,7 @@ class Collector:
         self.outputs.append(output)
         self.event.set()
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+    def wait_for(self, count: int, timeout: float = 120.0) -> None:  # a deadline for failures only
         deadline = time.monotonic() + timeout
         while len(self.outputs) < count and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -197,15 +197,27 @@ def test_non_finite_outputs_drop_the_window(tmp_path):
     pipeline = StreamingPipeline(create_backend("onnxruntime", save_model_dir(model, tmp_path / "m")),
                                  StreamConfig(window_hop=16, point_tracks=0), collector)
     _push_clip(pipeline, moving_pattern_clip(32, 32, 32), pace_s=0.02)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a deadline for failures only
     while pipeline.stats.windows_nonfinite < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     pipeline.close()
     assert pipeline.stats.windows_nonfinite == 2 and collector.outputs == []
 
 
+def measured_window_s(backend) -> float:
+    """Median time of one inference on this machine, now (the test's input rate derives from it)."""
+    window = np.zeros(backend.spec.video_shape, np.uint8)
+    times = []
+    for _ in range(5):
+        started = time.monotonic()
+        backend.run(window)
+        times.append(time.monotonic() - started)
+    return float(np.median(times))
+
+
 def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
-    """The embedded preset (~65 ms a window here) with a new window every frame at 30 Hz: slower than real time."""
+    """A new window every frame, frames four times faster than this machine runs a window: overloaded by
+    construction on any machine, fast or slow."""
     from fourds_ros.model.presets import preset
     model = FourDS(preset("embedded-ti-128"))
     model.reset_parameters(0)
@@ -216,20 +228,21 @@ def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
         emitted_at[output.info.stamp_ns] = time.monotonic()
         collector(output)
 
-    pipeline = StreamingPipeline(create_backend("onnxruntime", save_model_dir(model, tmp_path / "m")),
-                                 StreamConfig(window_hop=1, point_tracks=0), on_output)
+    backend = create_backend("onnxruntime", save_model_dir(model, tmp_path / "m"))
+    period = measured_window_s(backend) / 4
+    pipeline = StreamingPipeline(backend, StreamConfig(window_hop=1, point_tracks=0), on_output)
     pushed_at = {}
     for i, frame in enumerate(moving_pattern_clip(60, 96, 128)):
         pushed_at[i * 33_000_000] = time.monotonic()
         pipeline.push("rgb8", 96, 128, 128 * 3, frame.tobytes(), i * 33_000_000, "cam")
-        time.sleep(max(0.0, pushed_at[i * 33_000_000] + 1 / 30 - time.monotonic()))
+        time.sleep(max(0.0, pushed_at[i * 33_000_000] + period - time.monotonic()))  # the camera's pace
     collector.wait_for(60)
     pipeline.close()
     stats = pipeline.stats
     assert stats.windows_requested == 45 and stats.windows_dropped > 10, stats
     assert stats.windows_processed + stats.windows_dropped == 45
     assert stats.frames_emitted == 60 and stats.frames_dropped == 0
-    worst_window = max(stats.latencies_s)
+    worst_window = stats.max_latency_s
     delays = [emitted_at[stamp] - pushed_at[stamp] for stamp in pushed_at if stamp >= 15 * 33_000_000]
     # Bounded: a frame waits at most for the window in flight and its own (no queue builds up).
     assert max(delays) < 2 * worst_window + 0.25, (max(delays), worst_window)

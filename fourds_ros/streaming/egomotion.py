@@ -43,6 +43,7 @@ class EgomotionConfig:
     # noise); the motion is not lost if it continues: it is measured against the keyframe once it is larger.
     standing_deg: float = 0.25
     keyframe_deg: float = 2.0  # rotation-compensated parallax (as an angle) that starts a new keyframe
+    max_gap_frames: int = 16  # frames between two tracked frames beyond which tracking restarts
     pnp_below_deg: float = 1.0  # below this parallax the depth-lifted tracks (PnP) give the motion, not E
     min_inliers: int = 15
     ransac_px: float = 1.0
@@ -76,7 +77,7 @@ class _Keyframe:
 class EgomotionStats:
     frames: int = 0
     by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "rotation": 0, "readout": 0,
-                                                     "fused": 0})
+                                                     "fused": 0})  # frames each stage answered
     last_inliers: int = 0
     keyframes: int = 0
     seconds: float = 0.0
@@ -147,8 +148,10 @@ class GeometricOdometry:
             start = np.eye(4) if self.last is None else self.last.world_from_camera
             covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
             return self._start_keyframe(seq, grey, depth_at, start, readout, covariance, "standing")
-        if self.previous[0] != seq - 1:  # frames were dropped: too far for tracking
-            return self._readout_step(seq, grey, depth_at, readout, "a gap in the frames")
+        # Frames skipped under load are no problem for pyramidal tracking; a long gap (a stream that stalled)
+        # is, and the readout bridges it.
+        if seq - self.previous[0] > self.config.max_gap_frames:
+            return self._readout_step(seq, grey, depth_at, readout, f"a gap of {seq - self.previous[0]} frames")
         kf = self.keyframe
         ids = np.flatnonzero(self.alive)
         if len(ids) < self.config.min_inliers:

@@ -29,7 +29,7 @@ from .egomotion import EgomotionConfig, GeometricOdometry
 from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, image_view
 from .refine import VISIBILITY as POINT_VISIBILITY
 from .refine import PointRefiner
-from .stitching import DepthAligner, Trajectory
+from .stitching import DepthAligner, Trajectory, interpolate_pose
 from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
 
 
@@ -95,7 +95,8 @@ class StreamStats:
     windows_dropped: int = 0  # replaced while pending by a newer window
     windows_nonfinite: int = 0
     resets: int = 0
-    latencies_s: deque = field(default_factory=lambda: deque(maxlen=256))
+    latencies_s: deque = field(default_factory=lambda: deque(maxlen=256))  # the last 256 windows
+    max_latency_s: float = 0.0  # the slowest window of the whole run
     arrivals: deque = field(default_factory=lambda: deque(maxlen=64))
 
     def input_rate_hz(self) -> float:
@@ -146,6 +147,7 @@ class StreamingPipeline:
         self.trajectory = Trajectory(memory=4 * frames)
         heads = backend.spec.heads
         self._camera_matrix: np.ndarray | None = None  # of the camera images (camera_info K)
+        self._last_geometry_stamp = 0
         self._nominal_reported = False
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
                                config.max_invisible_frames) if "points" in heads and config.point_tracks else None
@@ -308,7 +310,6 @@ class StreamingPipeline:
             self.stats.windows_nonfinite += 1
             self.log.warning(f"dropping a window: non-finite values in {', '.join(bad)}")
             return
-        self.stats.latencies_s.append(time.monotonic() - started)
         self.stats.windows_processed += 1
         missed = seqs[publish_from] - self._last_emitted - 1 if publish_from < len(seqs) and self._last_emitted >= 0 else 0
         self.stats.frames_dropped += max(missed, 0)
@@ -335,11 +336,11 @@ class StreamingPipeline:
             for frame in frames:
                 frame.to_source(job.pixel_map)
             if key == "points" and self.refiner is not None and frames:
-                started = {}
+                seeded = {}
                 for track_id, (seq, value) in tracks.started.items():
                     x, y = job.pixel_map.to_source(value[0], value[1])
-                    started[track_id] = (seq, (x, y))
-                self.refiner.refine(frames, seqs, job.grey, job.geometry_map, started)
+                    seeded[track_id] = (seq, (x, y))
+                self.refiner.refine(frames, seqs, job.grey, job.geometry_map, seeded)
                 # The next window queries the model at the refined position.
                 last = frames[-1]
                 x, y = job.pixel_map.to_model(last.source_values[:, 0], last.source_values[:, 1])
@@ -348,6 +349,9 @@ class StreamingPipeline:
                         tracks.tracks[track_id].value = xy.astype(np.float32)
             for o, frame in zip(outputs, frames):
                 setattr(o, attr, frame)
+        # A window's latency is all of its work: inference, stitching, the geometric stage.
+        self.stats.latencies_s.append(time.monotonic() - started)
+        self.stats.max_latency_s = max(self.stats.max_latency_s, self.stats.latencies_s[-1])
         for o in outputs:
             self.on_output(o)
         self.stats.frames_emitted += len(outputs)
@@ -356,10 +360,24 @@ class StreamingPipeline:
 
     def _geometric_poses(self, job: _Job, outputs: list[FrameOutput], publish_from: int, depth: np.ndarray | None,
                          readout_poses: dict[int, np.ndarray]) -> None:
-        """Each new frame's pose from the geometric stage (`egomotion.py`), in the order the frames came."""
+        """Each new frame's pose from the geometric stage (`egomotion.py`), in the order the frames came.
+
+        At most `window_hop` frames a window go through the geometry (evenly spaced, the newest always):
+        when windows were dropped under load, the frames between are interpolated, so the stage's cost
+        per window stays what it is at the configured hop instead of growing with the backlog.
+        """
         k = self._geometry_camera_matrix(job)
         model_map, geometry_map = job.pixel_map, job.geometry_map
-        for o, i in zip(outputs, range(publish_from, len(job.infos))):
+        count = len(outputs)
+        budget = max(1, self.config.window_hop)
+        chosen = set(np.unique(np.round(np.linspace(count - 1, 0, min(budget, count))[::-1]).astype(int)).tolist())
+        previous = (self.odometry.last, self._last_geometry_stamp) if self.odometry.last is not None else None
+        pending: list[FrameOutput] = []
+        for n, (o, i) in enumerate(zip(outputs, range(publish_from, len(job.infos)))):
+            if n not in chosen:
+                pending.append(o)
+                continue
+
             def depth_at(points: np.ndarray, i=i) -> np.ndarray:
                 if depth is None or not len(points):
                     return np.full(len(points), np.nan)
@@ -369,6 +387,15 @@ class StreamingPipeline:
             estimate = self.odometry.step(o.info.seq, job.grey[i], k, depth_at, readout_poses[o.info.seq])
             o.world_from_camera, o.pose_covariance = estimate.world_from_camera, estimate.covariance
             o.egomotion_source = estimate.source
+            for skipped in pending:
+                start_pose, start_stamp = previous if previous is not None else (estimate, o.info.stamp_ns)
+                fraction = (skipped.info.stamp_ns - start_stamp) / max(o.info.stamp_ns - start_stamp, 1)
+                skipped.world_from_camera = interpolate_pose(start_pose.world_from_camera, estimate.world_from_camera,
+                                                             fraction)
+                skipped.pose_covariance, skipped.egomotion_source = estimate.covariance, "interpolated"
+            pending = []
+            previous = (estimate, o.info.stamp_ns)
+            self._last_geometry_stamp = o.info.stamp_ns
 
     def _geometry_camera_matrix(self, job: _Job) -> np.ndarray:
         """The camera matrix at geometry resolution; without camera_info, a nominal 60-degree pinhole."""

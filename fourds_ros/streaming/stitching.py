@@ -120,3 +120,13 @@ class Trajectory:
         if denominator < 1e-10 or float((old * old).sum()) < 1e-10:
             return self.last_scale  # no motion in the overlap: nothing to fit
         return float((new * old).sum() / denominator)
+
+
+def interpolate_pose(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """The pose `fraction` of the way from `a` to `b`: rotation by slerp, translation linearly."""
+    from scipy.spatial.transform import Rotation, Slerp
+    fraction = float(np.clip(fraction, 0.0, 1.0))
+    out = np.eye(4)
+    out[:3, :3] = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))(fraction).as_matrix()
+    out[:3, 3] = (1 - fraction) * a[:3, 3] + fraction * b[:3, 3]
+    return out
