@@ -118,6 +118,9 @@ SUMMARY_ROWS = [
 ]
 
 
+STATIC_ROWS = ("rotation_drift_deg_per_min",)
+
+
 def _lookup(group: dict, keys: tuple[str, ...]):
     for key in keys:
         if not isinstance(group, dict) or key not in group:
@@ -137,7 +140,10 @@ def summarize_reports(paths: list[Path]) -> dict:
         backend = backend or report.get("backend")
         entry = {}
         sources = {"model": report["model_metrics"], **report.get("baselines", {})}
+        static = bool(report["model_metrics"].get("egomotion", {}).get("static"))
         for name, group, keys, _ in SUMMARY_ROWS:
+            if group == "egomotion" and (name in STATIC_ROWS) != static:
+                continue  # a standing camera is scored by drift, a moving one by trajectory error
             values = {who: _lookup(metrics.get(group, {}), keys) for who, metrics in sources.items()}
             values = {who: float(v) for who, v in values.items() if v is not None}
             if "model" in values:

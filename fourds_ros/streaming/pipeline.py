@@ -362,14 +362,17 @@ class StreamingPipeline:
                          readout_poses: dict[int, np.ndarray]) -> None:
         """Each new frame's pose from the geometric stage (`egomotion.py`), in the order the frames came.
 
-        At most `window_hop` frames a window go through the geometry (evenly spaced, the newest always):
+        After the first window, at most `window_hop` frames a window go through the geometry (evenly spaced, the
+        newest always):
         when windows were dropped under load, the frames between are interpolated, so the stage's cost
         per window stays what it is at the configured hop instead of growing with the backlog.
         """
         k = self._geometry_camera_matrix(job)
         model_map, geometry_map = job.pixel_map, job.geometry_map
         count = len(outputs)
-        budget = max(1, self.config.window_hop)
+        # The stream's first window goes through whole; after that a window brings `window_hop` new frames
+        # unless windows were dropped, and those backlogs are what the budget cuts.
+        budget = count if self.odometry.last is None else max(1, self.config.window_hop)
         chosen = set(np.unique(np.round(np.linspace(count - 1, 0, min(budget, count))[::-1]).astype(int)).tolist())
         previous = (self.odometry.last, self._last_geometry_stamp) if self.odometry.last is not None else None
         pending: list[FrameOutput] = []
