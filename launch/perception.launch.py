@@ -16,7 +16,8 @@ def generate_launch_description():
                               default_value=PathJoinSubstitution([FindPackageShare("fourds_ros"), "config",
                                                                   "perception.yaml"]),
                               description="YAML parameters (defaults: share/fourds_ros/config/perception.yaml)"),
-        DeclareLaunchArgument("model_dir", description="model directory (config.json + model.safetensors)"),
+        DeclareLaunchArgument("model_dir", default_value="",
+                              description="model directory (config.json + model.safetensors); empty: the default model"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime, tensorrt or torch"),
     ]
     node = Node(

@@ -266,3 +266,22 @@ def test_launch_file_describes_the_node():
     description = module.generate_launch_description()
     nodes = [e for e in description.entities if type(e).__name__ == "Node"]
     assert len(nodes) == 1 and nodes[0].node_executable == "perception_node"
+
+
+def test_the_node_runs_with_no_parameters_on_the_default_model(processes, tmp_path):
+    """What a newcomer types: `perception_node`, nothing else; the shipped model answers on the default topics."""
+    domain = next_domain()
+    node = NodeProcess("perception_node", [], domain, tmp_path)
+    processes.append(node)
+    node.wait_for_log("ready:", timeout=300)
+    assert "using the default model" in node.log() and "models/default" in node.log()
+    listener = TopicRecorder(domain, OUTPUTS)
+    try:
+        play_frames(processes, domain, tmp_path, 24, 120)
+        listener.wait_for_node_outputs(PER_FRAME, 120)
+    finally:
+        listener.close()
+    odometry = listener.messages("odometry")
+    assert odometry and all(np.isfinite(m.pose.covariance).all() for m in odometry)
+    # The geometric stage publishes a covariance (the readout-only path leaves it unknown: -1).
+    assert any(m.pose.covariance[0] >= 0 for m in odometry)

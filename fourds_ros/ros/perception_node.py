@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..bags.topics import node_topic
 from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, unpack
-from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend
+from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend, default_model_dir
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
 from ..streaming.egomotion import MODES as EGOMOTION_MODES
 from ..streaming.refine import VISIBILITY as POINT_VISIBILITY
@@ -31,7 +31,7 @@ from .parameters import Param, ParameterError, declare_all, params_file_text
 from .qos import RELIABILITY, qos
 
 PARAMETERS = [
-    Param("model_dir", "", "model directory (config.json + model.safetensors)"),
+    Param("model_dir", "", "model directory (config.json + model.safetensors); empty: the shipped default model"),
     Param("backend", "onnxruntime", "inference backend", choices=BACKENDS),
     Param("onnx_path", "", "exported ONNX graph to use (default: exported from model_dir and cached)"),
     Param("device", "cpu", "cpu or cuda[:N]"),
@@ -79,7 +79,11 @@ class PerceptionNode(Node):
         super().__init__("perception_node")
         p = self.params = declare_all(self, PARAMETERS)
         if not p["model_dir"] and not p["onnx_path"]:
-            raise ParameterError("parameter 'model_dir': a model directory is required")
+            try:
+                p["model_dir"] = str(default_model_dir())
+            except BackendError as exc:
+                raise ParameterError(f"parameter 'model_dir': {exc}") from None
+            self.get_logger().info(f"model_dir not set: using the default model {p['model_dir']}")
         backend = self._start_backend(p)
         config = StreamConfig(window_len=p["window_len"], window_hop=p["window_hop"], frame_stride=p["frame_stride"],
                               resize_policy=p["resize_policy"], depth_affine=p["depth_affine"],

@@ -194,8 +194,8 @@ class GeometricOdometry:
                     (pnp := self._pnp(a, b, k, depth)) is not None:
                 # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
                 # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).
-                r, t, inliers = pnp
-                source, parallax, residual = "geometry", self._parallax(a, b, r, k), float("nan")
+                r, t, inliers, residual = pnp
+                source, parallax = "geometry", self._parallax(a, b, r, k)
             else:
                 in_front = pose_mask.ravel()[inlier] > 0
                 if in_front.sum() < self.config.min_inliers:
@@ -243,8 +243,8 @@ class GeometricOdometry:
     def _angle_px(k: np.ndarray, degrees: float) -> float:
         return float(k[0, 0] * np.tan(np.radians(degrees)))
 
-    def _pnp(self, a, b, k, depth) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """(R, t, inliers) moving keyframe points (lifted with `depth`) onto `b`, or None."""
+    def _pnp(self, a, b, k, depth) -> tuple[np.ndarray, np.ndarray, int, float] | None:
+        """(R, t, inliers, median reprojection error px) moving keyframe points (lifted with `depth`) onto `b`."""
         usable = np.isfinite(depth) & (depth > 0)
         if usable.sum() < self.config.min_inliers:
             return None
@@ -260,7 +260,9 @@ class GeometricOdometry:
                                       useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
         if not ok:
             return None
-        return cv2.Rodrigues(rvec)[0], tvec.ravel(), len(index)
+        projected, _ = cv2.projectPoints(points[index], rvec, tvec, k, None)
+        residual = float(np.median(np.linalg.norm(projected.reshape(-1, 2) - b[usable][index], axis=1)))
+        return cv2.Rodrigues(rvec)[0], tvec.ravel(), len(index), residual
 
     @staticmethod
     def _procrustes(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -318,6 +320,7 @@ class GeometricOdometry:
     @staticmethod
     def _fit_covariance(residual: float, parallax: float, inliers: int, k: np.ndarray, length: float) -> np.ndarray:
         """Grows with the fit's residual and shrinks with inliers and parallax (first-order, per axis)."""
+        residual = residual if np.isfinite(residual) else 1.0
         pixel = max(residual, 0.1) / k[0, 0]  # angular noise of one track
         sigma_r = pixel / np.sqrt(inliers)
         sigma_t = length * (max(residual, 0.1) / max(parallax, 0.1)) / np.sqrt(inliers) + 1e-4
