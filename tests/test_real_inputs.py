@@ -366,3 +366,21 @@ def test_derived_tracks_land_where_the_geometry_puts_them_and_hide_behind_occlud
         in_box_edge = (f == 2) & (np.abs(np.round(u) - w // 2) <= 2)  # the 5x5 window straddles the edge
         expected = inside & ~behind_box
         assert np.array_equal(visible[~in_box_edge, f], expected[~in_box_edge]), f
+
+
+@pytest.mark.slow
+def test_a_compressed_image_stream_goes_through_the_real_node(tmp_path, tiny_model):
+    """`replay` of a CompressedImage bag: the node subscribes with image_transport compressed and answers every
+    frame that decodes."""
+    from fourds_ros.bags.writer import GroundTruthBagWriter
+    from fourds_ros.ros.replay import replay
+    frames, gt = _camera_messages()
+    with GroundTruthBagWriter(tmp_path / "compressed") as bag:
+        for f in frames:
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(f.rgb(), cv2.COLOR_RGB2BGR))
+            bag.frame(f.stamp_ns, compressed=(jpeg.tobytes(), "jpeg"), k=gt.intrinsics, size=(f.height, f.width),
+                      pose=gt.poses[f.stamp_ns])
+    report = replay(tmp_path / "compressed", tiny_model, tmp_path / "r", domain=77)
+    diag = report["runtime"]["node_diagnostics"]
+    assert int(diag["frames_accepted"]) == 20 and int(diag["frames_rejected"]) == 0, diag
+    assert report["model_metrics"]["egomotion"]["frames"] == 20

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import cv2
 import pytest
 import torch
 
@@ -246,3 +247,43 @@ def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
     delays = [emitted_at[stamp] - pushed_at[stamp] for stamp in pushed_at if stamp >= 15 * 33_000_000]
     # Bounded: a frame waits at most for the window in flight and its own (no queue builds up).
     assert max(delays) < 2 * worst_window + 0.25, (max(delays), worst_window)
+
+
+def _bayer(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Mosaic an RGB image: `pattern` names the 2x2 cell's colours in reading order, as ROS encodings do."""
+    out = np.empty(rgb.shape[:2], np.uint8)
+    channel = {"r": 0, "g": 1, "b": 2}
+    for n, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, channel[pattern[n]]]
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
+                                      "bayer_grbg8", "mono16", "rgb16", "bgr16"])
+def test_camera_encodings_decode_to_the_rgb_they_were_made_from(encoding):
+    from fourds_ros.streaming.frames import converted_encoding
+    rgb = cv2.GaussianBlur(moving_pattern_clip(1, 48, 64)[0], (5, 5), 0)  # smooth: demosaicing is then exact-ish
+    h, w = rgb.shape[:2]
+    if encoding.startswith("yuv"):  # OpenCV's own packing of the known RGB
+        code = cv2.COLOR_RGB2YUV_UYVY if encoding == "yuv422" else cv2.COLOR_RGB2YUV_YUY2
+        data, step, tolerance = cv2.cvtColor(rgb, code).tobytes(), w * 2, 12
+    elif encoding.startswith("bayer"):
+        data, step, tolerance = _bayer(rgb, encoding[6:10]).tobytes(), w, 24
+    elif encoding == "mono16":
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        data, step, tolerance = (grey.astype("<u2") * 257).tobytes(), w * 2, 0
+        rgb = np.repeat(grey[..., None], 3, 2)
+    else:
+        source = rgb if encoding == "rgb16" else rgb[..., ::-1]
+        data, step, tolerance = (source.astype("<u2") * 257).tobytes(), w * 6, 0
+    view = image_view(encoding, h, w, step, data)
+    decoded = to_rgb(view, converted_encoding(encoding))
+    error = np.abs(decoded.astype(int) - rgb.astype(int))
+    assert np.median(error) <= max(tolerance // 3, 0) + 1 and error.mean() <= tolerance / 2 + 0.5, (encoding, error.mean())
+    # Odd widths of packed YUV and 16-bit rows of the wrong step are refused with the reason.
+    if encoding.startswith("yuv"):
+        with pytest.raises(ImageError, match="width must be even"):
+            image_view(encoding, h, w - 1, step, data)
+    if encoding.endswith("16"):
+        with pytest.raises(ImageError, match="step must be even|smaller than"):
+            image_view(encoding, h, w, step - 1, data)

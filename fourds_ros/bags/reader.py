@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..streaming.frames import ENCODINGS, image_view, to_rgb
+from ..streaming.frames import SUPPORTED, converted_encoding, image_view, to_rgb
 from .topics import TOPICS, TYPES, camera_info_for, compressed, typestore
 from .track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 
@@ -36,7 +36,8 @@ class Frame:
     data: bytes
 
     def rgb(self) -> np.ndarray:
-        return to_rgb(image_view(self.encoding, self.height, self.width, self.step, self.data), self.encoding)
+        view = image_view(self.encoding, self.height, self.width, self.step, self.data)
+        return to_rgb(view, converted_encoding(self.encoding))
 
 
 @dataclass
@@ -174,7 +175,7 @@ def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None)
         gt_data.notes.append(f"{undecodable} compressed frames of {topic} did not decode and were skipped")
     if not frames:
         raise BagError(f"topic {topic} of bag {path} has no messages")
-    unknown = {f.encoding for f in frames} - set(ENCODINGS)
+    unknown = {f.encoding for f in frames} - set(SUPPORTED)
     if unknown:
         raise BagError(f"topic {topic} has images in unsupported encodings {sorted(unknown)}")
     if gt is not None:

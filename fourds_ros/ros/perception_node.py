@@ -11,14 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ..bags.topics import node_topic
+from ..bags.topics import compressed, node_topic
 from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend, default_model_dir
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
@@ -55,6 +56,8 @@ PARAMETERS = [
     Param("max_invisible_frames", 8, "drop a track after this many invisible frames", range=(0, 100000)),
     Param("flush_after_s", 0.5, "after this long without frames, publish the frames still waiting (0: never)",
           range=(0.0, 3600.0)),
+    Param("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage "
+          "(jpeg, png) on `image/compressed`", choices=("raw", "compressed")),
     Param("egomotion", "geometric", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
           "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
           choices=EGOMOTION_MODES),
@@ -102,7 +105,10 @@ class PerceptionNode(Node):
         in_qos = qos(p["input_reliability"], p["input_depth"])
         self.pub_diag = self.create_publisher(DiagnosticArray, node_topic("diagnostics"), 10)
         self.reported_encodings: set[str] = set()
-        self.create_subscription(Image, node_topic("image"), self._on_image, in_qos)
+        if p["image_transport"] == "compressed":  # the image_transport convention: <image>/compressed
+            self.create_subscription(CompressedImage, compressed(node_topic("image")), self._on_compressed, in_qos)
+        else:
+            self.create_subscription(Image, node_topic("image"), self._on_image, in_qos)
         self.create_subscription(CameraInfo, node_topic("camera_info"), self._on_camera_info, in_qos)
         if p["box_seed_type"] == "detection2d" and Detection2DArray is not None:
             self.create_subscription(Detection2DArray, node_topic("tracks/box_seeds"), self._on_box_detections, 10)
@@ -140,6 +146,23 @@ class PerceptionNode(Node):
                     self.get_logger().error(f"rejecting images: {exc}")
             else:
                 self.get_logger().warning(f"rejecting an image: {exc}")
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        """jpeg/png frames (the compressed image_transport), decoded by OpenCV and pushed as bgr8 or mono8."""
+        image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED) if len(msg.data) else None
+        if image is None or image.dtype != np.uint8 or image.ndim == 3 and image.shape[2] != 3:
+            self.pipeline.stats.frames_received += 1
+            self.pipeline.stats.frames_rejected += 1
+            self.get_logger().warning(f"rejecting a compressed image ({msg.format or 'no format'}, {len(msg.data)} "
+                                      f"bytes): it does not decode to 8-bit grey or colour",
+                                      throttle_duration_sec=5.0)
+            return
+        encoding = "mono8" if image.ndim == 2 else "bgr8"
+        try:
+            self.pipeline.push(encoding, image.shape[0], image.shape[1], image.strides[0], image.data,
+                               Time.from_msg(msg.header.stamp).nanoseconds, msg.header.frame_id)
+        except ImageError as exc:
+            self.get_logger().warning(f"rejecting an image: {exc}", throttle_duration_sec=5.0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.outputs.camera_info = msg

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..bags.reader import BagError, open_reader, pose_matrix, read_bag
-from ..bags.topics import CLOCK, NODE_OUTPUTS, PER_FRAME_OUTPUTS, RECORDED_OUTPUTS, camera_info_for, node_topic, \
-    typestore
+from ..bags.topics import CLOCK, NODE_OUTPUTS, PER_FRAME_OUTPUTS, RECORDED_OUTPUTS, camera_info_for, compressed, \
+    node_topic, typestore
 from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
 from ..evaluation.report import report_header, write_report
 from ..evaluation.scoring import BOX_FIELDS, POINT_FIELDS, Predictions, align_truth, records_to_tracks, \
@@ -67,13 +67,15 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     point_query = truth.queries("points", max_points)
     box_query = truth.queries("boxes", max_boxes)
     info_topic = camera_info_for(topic)
+    transport = "compressed" if topic.endswith("/compressed") else "raw"
+    image_input = compressed(node_topic("image")) if transport == "compressed" else node_topic("image")
     args = ["--ros-args", "--params-file", default_params_file(),
             "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
-            "-p", f"window_hop:={window_hop}", "-p", f"egomotion:={egomotion}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
+            "-p", f"window_hop:={window_hop}", "-p", f"egomotion:={egomotion}", "-p", f"image_transport:={transport}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
             "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
-            "-p", "diagnostics_period:=0.5", "-r", f"{node_topic('image')}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
+            "-p", "diagnostics_period:=0.5", "-r", f"{image_input}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
     if onnx_path is not None:
         args += ["-p", f"onnx_path:={onnx_path}"]
     if precision:

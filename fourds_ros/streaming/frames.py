@@ -13,7 +13,7 @@ import numpy as np
 
 from .camera import PixelMap
 
-# encoding -> (channels, index order that gives RGB, or None for grey)
+# encoding -> (channels, index order that gives RGB, or None for grey): the layouts the ring takes directly.
 ENCODINGS: dict[str, tuple[int, tuple[int, ...] | None]] = {
     "rgb8": (3, (0, 1, 2)),
     "bgr8": (3, (2, 1, 0)),
@@ -21,29 +21,71 @@ ENCODINGS: dict[str, tuple[int, tuple[int, ...] | None]] = {
     "bgra8": (4, (2, 1, 0)),
     "mono8": (1, None),
 }
+# Camera layouts converted on arrival (OpenCV): encoding -> (bytes per pixel, cv2 conversion or None, result).
+# OpenCV names Bayer patterns by the second row's first two pixels, so ROS's rggb is its BG pattern.
+CONVERTED: dict[str, tuple[int, int | None, str]] = {
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY, "rgb8"),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2, "rgb8"),
+    "bayer_rggb8": (1, cv2.COLOR_BayerBG2RGB, "rgb8"),
+    "bayer_bggr8": (1, cv2.COLOR_BayerRG2RGB, "rgb8"),
+    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2RGB, "rgb8"),
+    "bayer_grbg8": (1, cv2.COLOR_BayerGB2RGB, "rgb8"),
+    "mono16": (2, None, "mono8"),
+    "rgb16": (6, None, "rgb8"),
+    "bgr16": (6, None, "bgr8"),
+}
+SUPPORTED = (*ENCODINGS, *CONVERTED)
 
 
 class ImageError(ValueError):
     """An image message cannot be decoded: the message says why."""
 
 
-def image_view(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
-    """A `(height, width, channels)` uint8 view of the message bytes, after validating them."""
-    if encoding not in ENCODINGS:
-        raise ImageError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
-    channels, _ = ENCODINGS[encoding]
+def _checked_rows(encoding: str, height: int, width: int, step: int, data, row: int) -> np.ndarray:
     if height <= 0 or width <= 0:
         raise ImageError(f"empty image ({width}x{height})")
-    row = width * channels
     if step < row:
-        raise ImageError(f"step {step} is smaller than width * channels = {row} for {encoding}")
+        raise ImageError(f"step {step} is smaller than the {row} bytes a row of {width} {encoding} pixels needs")
     buffer = np.frombuffer(data, dtype=np.uint8)
     needed = step * (height - 1) + row
     if buffer.size < needed:
         raise ImageError(f"truncated image data: {buffer.size} bytes for {width}x{height} {encoding} "
                          f"with step {step} (need {needed})")
-    rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row), strides=(step, 1), writeable=False)
-    return rows.reshape(height, width, channels)
+    return np.lib.stride_tricks.as_strided(buffer, shape=(height, row), strides=(step, 1), writeable=False)
+
+
+def image_view(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    """A `(height, width, channels)` uint8 view of the message bytes, after validating them.
+
+    Encodings of `CONVERTED` come back converted (a new array) to the layout of `converted_encoding`.
+    """
+    if encoding in CONVERTED:
+        return _convert(encoding, height, width, step, data)
+    if encoding not in ENCODINGS:
+        raise ImageError(f"unsupported encoding {encoding!r} (supported: {', '.join(SUPPORTED)})")
+    channels, _ = ENCODINGS[encoding]
+    return _checked_rows(encoding, height, width, step, data, width * channels).reshape(height, width, channels)
+
+
+def converted_encoding(encoding: str) -> str:
+    """The layout `image_view` returns for `encoding`."""
+    return CONVERTED[encoding][2] if encoding in CONVERTED else encoding
+
+
+def _convert(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    size, code, result = CONVERTED[encoding]
+    if encoding.startswith("yuv422") and width % 2:
+        raise ImageError(f"{encoding} packs pixel pairs: the width must be even, got {width}")
+    if size in (2, 6) and not encoding.startswith("yuv") and step % 2:
+        raise ImageError(f"{encoding} has 16-bit samples: the step must be even, got {step}")
+    rows = _checked_rows(encoding, height, width, step, data, width * size)
+    if encoding.startswith("yuv"):
+        return cv2.cvtColor(np.ascontiguousarray(rows).reshape(height, width, 2), code)
+    if code is not None:  # Bayer
+        return cv2.cvtColor(np.ascontiguousarray(rows), code)
+    # 16-bit samples (little-endian), scaled to 8 bit by their high byte.
+    samples = np.ascontiguousarray(rows).view("<u2").reshape(height, width, size // 2)
+    return (samples >> 8).astype(np.uint8)
 
 
 def to_rgb(view: np.ndarray, encoding: str) -> np.ndarray:

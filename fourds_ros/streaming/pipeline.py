@@ -26,7 +26,7 @@ from ..runtime import Backend, pad_queries
 from .camera import PixelMap, depth_at_pixels
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
-from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, image_view
+from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, converted_encoding, image_view
 from .refine import VISIBILITY as POINT_VISIBILITY
 from .refine import PointRefiner
 from .stitching import DepthAligner, Trajectory, interpolate_pose
@@ -171,6 +171,7 @@ class StreamingPipeline:
         except ValueError:
             self.stats.frames_rejected += 1
             raise
+        encoding = converted_encoding(encoding)  # YUV, Bayer and 16-bit frames arrive converted
         with self._lock:
             self.stats.arrivals.append(time.monotonic())
             source = (height, width, encoding)
