@@ -108,8 +108,12 @@ def quality(workdir: Path, quick: bool) -> dict:
         for mode in MODES:
             refine = mode == "geometric"  # points do not depend on the egomotion mode: score both once
             for points in ((True, False) if refine else (True,)):
-                report = evaluate(bag, None, workdir / "reports" / f"{name}-{mode}-{points}", progress=False,
-                                  egomotion=mode, refine_points=points)
+                try:
+                    report = evaluate(bag, None, workdir / "reports" / f"{name}-{mode}-{points}", progress=False,
+                                      egomotion=mode, refine_points=points)
+                except Exception as exc:  # one failing run is a result too, not the end of the benchmark
+                    row[f"{mode}{'' if points else '-unrefined'}"] = {"error": f"{type(exc).__name__}: {exc}"}
+                    continue
                 m, b = report["model_metrics"], report["baselines"]
                 if points:
                     row[mode] = _egomotion(m, b)

@@ -80,33 +80,31 @@ def _quaternion_pose(path: Path, number: int, t: list[float], q_xyzw: list[float
     return pose
 
 
-def read_tum(path: Path) -> PoseTable:
-    rows = _rows(path)
+def _stamped_quaternion_rows(path: Path, check_width, stamp_ns, position, quaternion_xyzw) -> PoseTable:
+    """Rows of a timestamp, a position and a quaternion, in the column order the accessor functions pick."""
     stamps, poses, lines = [], [], []
-    for number, v in rows:
-        if len(v) != 8:
-            raise TrajectoryFileError(f"{path}:{number}: a TUM row has 8 values (t tx ty tz qx qy qz qw), got {len(v)}")
-        stamps.append(int(round(v[0] * 1e9)))
-        poses.append(_quaternion_pose(path, number, v[1:4], v[4:8]))
+    for number, v in _rows(path):
+        problem = check_width(len(v))
+        if problem:
+            raise TrajectoryFileError(f"{path}:{number}: {problem}, got {len(v)} values")
+        stamps.append(stamp_ns(v))
+        poses.append(_quaternion_pose(path, number, position(v), quaternion_xyzw(v)))
         lines.append(number)
     stamps_a = np.array(stamps, np.int64)
     _check_order(stamps_a, lines, Path(path))
     return PoseTable(np.array(poses), stamps_a)
+
+
+def read_tum(path: Path) -> PoseTable:
+    return _stamped_quaternion_rows(
+        path, lambda n: None if n == 8 else "a TUM row has 8 values (t tx ty tz qx qy qz qw)",
+        lambda v: int(round(v[0] * 1e9)), lambda v: v[1:4], lambda v: v[4:8])
 
 
 def read_euroc_csv(path: Path) -> PoseTable:
-    rows = _rows(path)
-    stamps, poses, lines = [], [], []
-    for number, v in rows:
-        if len(v) < 8:
-            raise TrajectoryFileError(f"{path}:{number}: an EuRoC row starts time_ns,px,py,pz,qw,qx,qy,qz; "
-                                      f"got {len(v)} values")
-        stamps.append(int(v[0]))
-        poses.append(_quaternion_pose(path, number, v[1:4], [v[5], v[6], v[7], v[4]]))
-        lines.append(number)
-    stamps_a = np.array(stamps, np.int64)
-    _check_order(stamps_a, lines, Path(path))
-    return PoseTable(np.array(poses), stamps_a)
+    return _stamped_quaternion_rows(
+        path, lambda n: None if n >= 8 else "an EuRoC row starts time_ns,px,py,pz,qw,qx,qy,qz",
+        lambda v: int(v[0]), lambda v: v[1:4], lambda v: [v[5], v[6], v[7], v[4]])
 
 
 def read_matrix_rows(path: Path) -> PoseTable:

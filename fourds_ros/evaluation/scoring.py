@@ -101,8 +101,11 @@ def score(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_ind
     else:
         notes.append("depth skipped: " + ("no /ground_truth/depth in the bag" if truth.depth is None else "no depth head"))
     if truth.poses is not None and pred.world_from_camera is not None:
-        ok = np.isfinite(pred.world_from_camera).all(axis=(1, 2))
-        out["egomotion"] = metrics.egomotion_metrics(pred.world_from_camera[ok], truth.poses[ok], stamps_s[ok])
+        ok = np.isfinite(pred.world_from_camera).all(axis=(1, 2)) & np.isfinite(truth.poses).all(axis=(1, 2))
+        if ok.sum() >= 3:
+            out["egomotion"] = metrics.egomotion_metrics(pred.world_from_camera[ok], truth.poses[ok], stamps_s[ok])
+        else:
+            notes.append(f"egomotion skipped: only {int(ok.sum())} frames have both a pose and a ground-truth pose")
     else:
         notes.append("egomotion skipped: " + ("no /ground_truth/pose" if truth.poses is None else "no pose head"))
     if truth.point_tracks is not None and pred.point_tracks is not None and point_index is not None:
