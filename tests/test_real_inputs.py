@@ -384,3 +384,22 @@ def test_a_compressed_image_stream_goes_through_the_real_node(tmp_path, tiny_mod
     diag = report["runtime"]["node_diagnostics"]
     assert int(diag["frames_accepted"]) == 20 and int(diag["frames_rejected"]) == 0, diag
     assert report["model_metrics"]["egomotion"]["frames"] == 20
+
+
+@pytest.mark.slow
+def test_the_real_holo_sequence_is_scored_next_to_every_baseline(tmp_path):
+    """What scripts/evaluate_real.sh does for one sequence: convert, then `eval` with the shipped model."""
+    if not (SHARED_REAL / "holo_office_b" / "K.txt").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"the real sequences are missing at {SHARED_REAL}")
+        pytest.skip(f"no real sequences at {SHARED_REAL}")
+    cli("convert", SHARED_REAL / "holo_office_b", "--out", tmp_path / "holo", "--fps", "10")
+    cli("eval", tmp_path / "holo", "--out", tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    m, b = report["model_metrics"], report["baselines"]
+    assert report["frames"] == 134 and report["egomotion"] == "geometric" and report["model"].endswith("models/default")
+    assert set(b) == {"constant_depth", "orb_essential_vo", "lucas_kanade"}
+    assert {"depth", "egomotion", "point_tracks"} <= set(m) and not m["egomotion"]["static"]
+    assert any("derived" in n for n in report["input_notes"])
+    # Floors far below today's scores (ATE 0.30 m, AJ 0.12): they catch a broken pipeline, not a weaker model.
+    assert m["egomotion"]["ate_rmse_m"] < 0.8 and m["point_tracks"]["average_jaccard"] > 0.03
