@@ -287,3 +287,36 @@ def test_camera_encodings_decode_to_the_rgb_they_were_made_from(encoding):
     if encoding.endswith("16"):
         with pytest.raises(ImageError, match="step must be even|smaller than"):
             image_view(encoding, h, w, step - 1, data)
+
+
+def test_rectification_puts_checkerboard_corners_where_the_pinhole_model_does():
+    """A checkerboard seen through plumb_bob distortion; after `Rectifier` the corners lie on the pinhole
+    projection with the rectified camera matrix."""
+    from fourds_ros.streaming.camera import Rectifier
+    h, w = 240, 320
+    k = np.array([[220.0, 0, 159.5], [0, 220.0, 119.5], [0, 0, 1]])
+    d = np.array([-0.3, 0.09, 0.0005, -0.0004, 0.0])
+    square = 0.08  # in normalised image coordinates (z = 1)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    pixels = np.stack([xs.ravel(), ys.ravel()], -1).reshape(-1, 1, 2)
+    normalised = cv2.undistortPoints(pixels, k, d, criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-9))
+    nx, ny = normalised.reshape(h, w, 2).transpose(2, 0, 1)
+    cells = (np.floor(nx / square + 0.5) + np.floor(ny / square + 0.5)) % 2
+    inside = (np.abs(nx) < 4.5 * square) & (np.abs(ny) < 3.5 * square)
+    distorted = np.where(inside, np.where(cells > 0, 230, 25), 128).astype(np.uint8)
+    distorted = cv2.GaussianBlur(distorted, (3, 3), 0)  # a lens's blur: corners at sub-pixel precision
+    rectifier = Rectifier(k, "plumb_bob", d, (h, w))
+    rectified = rectifier(distorted)
+    found, corners = cv2.findChessboardCorners(rectified, (8, 6))
+    assert found
+    corners = cv2.cornerSubPix(rectified, corners, (5, 5), (-1, -1),
+                               (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-4)).reshape(-1, 2)
+    gx, gy = np.meshgrid((np.arange(8) - 3.5) * square, (np.arange(6) - 2.5) * square)
+    expected = np.stack([rectifier.k[0, 0] * gx.ravel() + rectifier.k[0, 2],
+                         rectifier.k[1, 1] * gy.ravel() + rectifier.k[1, 2]], -1)
+    # Corner order may start at either end: match each expected corner to its nearest detection.
+    error = np.min(np.linalg.norm(expected[:, None] - corners[None], axis=-1), axis=1)
+    # Unrectified, the outer corners are tens of pixels off; a rendered (aliased) board allows a fraction of one.
+    assert np.median(error) < 0.3 and error.max() < 1.0, error
+    with pytest.raises(ValueError, match="not one of plumb_bob"):
+        Rectifier(k, "fisheye624", d, (h, w))

@@ -49,6 +49,7 @@ class GroundTruth:
     points: dict[int, np.ndarray] = field(default_factory=dict)  # POINT_DTYPE records
     boxes: dict[int, np.ndarray] = field(default_factory=dict)  # BOX_DTYPE records
     intrinsics: np.ndarray | None = None
+    distortion: tuple[str, np.ndarray] | None = None  # camera_info's model and coefficients, when not zero
     notes: list[str] = field(default_factory=list)  # frames skipped, where a damaged bag stopped, ...
 
     def present(self) -> list[str]:
@@ -154,6 +155,8 @@ def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None)
                 elif conn.msgtype == TYPES["camera_info"]:
                     if gt_data.intrinsics is None and np.any(msg.k):
                         gt_data.intrinsics = np.asarray(msg.k, np.float64).reshape(3, 3)
+                        if np.any(msg.d):
+                            gt_data.distortion = (msg.distortion_model, np.asarray(msg.d, np.float64))
                 else:
                     fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
                     layout = POINT_DTYPE if conn.topic == TOPICS["points"] else BOX_DTYPE

@@ -18,7 +18,7 @@ from .scoring import Predictions, align_truth, score_baselines, score_with_queri
 def run_offline(frames: list[Frame], backend: Backend, config: StreamConfig,
                 point_queries: tuple[np.ndarray, np.ndarray] | None = None,
                 box_queries: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True,
-                camera_matrix: np.ndarray | None = None) -> Predictions:
+                camera_matrix: np.ndarray | None = None, distortion=None) -> Predictions:
     """Push every frame through a `StreamingPipeline`, waiting for each window (so none is dropped).
 
     `point_queries` = (xy `(N, 2)`, frame index `(N,)`), `box_queries` = (boxes `(M, 4)`, frame index `(M,)`),
@@ -27,7 +27,7 @@ def run_offline(frames: list[Frame], backend: Backend, config: StreamConfig,
     outputs: dict[int, FrameOutput] = {}
     pipeline = StreamingPipeline(backend, config, lambda o: outputs.__setitem__(o.info.stamp_ns, o),
                                  log=logging.getLogger("fourds_ros.evaluation"))
-    pipeline.set_camera_matrix(camera_matrix)
+    pipeline.set_camera_matrix(camera_matrix, distortion, (frames[0].height, frames[0].width))
     seeds: dict[int, list] = {}
     for kind, queries in (("points", point_queries), ("boxes", box_queries)):
         if queries is not None:
@@ -113,7 +113,8 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
                           refine_points=refine_points, point_visibility=point_visibility,
                           **({"geometry_width": geometry_width} if geometry_width else {}))
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
-                       box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics)
+                       box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics,
+                       distortion=gt_data.distortion)
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
     report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, egomotion=egomotion,

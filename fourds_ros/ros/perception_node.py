@@ -58,6 +58,8 @@ PARAMETERS = [
           range=(0.0, 3600.0)),
     Param("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage "
           "(jpeg, png) on `image/compressed`", choices=("raw", "compressed")),
+    Param("rectify", True, "undistort frames whose camera_info has a distortion model (plumb_bob, "
+          "rational_polynomial, equidistant), as image_proc would; off for cameras already rectified"),
     Param("egomotion", "geometric", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
           "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
           choices=EGOMOTION_MODES),
@@ -93,7 +95,8 @@ class PerceptionNode(Node):
                               point_tracks=p["point_tracks"], point_seeding=p["point_seeding"],
                               max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"],
                               egomotion=p["egomotion"], geometry_width=p["geometry_width"],
-                              refine_points=p["refine_points"], point_visibility=p["point_visibility"])
+                              refine_points=p["refine_points"], point_visibility=p["point_visibility"],
+                              rectify=p["rectify"])
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],
                                    p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"])
         try:  # the pipeline's worker thread hands each frame's output straight to the publishers
@@ -165,8 +168,22 @@ class PerceptionNode(Node):
             self.get_logger().warning(f"rejecting an image: {exc}", throttle_duration_sec=5.0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        k = np.asarray(msg.k, np.float64).reshape(3, 3)
+        distortion = (msg.distortion_model, np.asarray(msg.d, np.float64)) if np.any(msg.d) else None
+        try:
+            self.pipeline.set_camera_matrix(k, distortion, (msg.height, msg.width))
+        except ValueError as exc:  # an unknown distortion model: the images go to the model as they are
+            if msg.distortion_model not in self.reported_encodings:
+                self.reported_encodings.add(msg.distortion_model)
+                self.get_logger().error(f"not rectifying: {exc}")
+            self.pipeline.set_camera_matrix(k)
+        rectified = self.pipeline.camera_matrix
+        if distortion is not None and rectified is not None and not np.array_equal(rectified, k):
+            # The depth image describes the rectified frames: a pinhole without distortion.
+            msg = CameraInfo(header=msg.header, height=msg.height, width=msg.width, distortion_model="plumb_bob",
+                             d=[0.0] * 5, k=rectified.ravel().tolist(), r=list(msg.r),
+                             p=np.hstack([rectified, np.zeros((3, 1))]).ravel().tolist())
         self.outputs.camera_info = msg
-        self.pipeline.set_camera_matrix(np.asarray(msg.k, np.float64).reshape(3, 3))
 
     def _seed_records(self, msg: PointCloud2, layout) -> np.ndarray | None:
         try:

@@ -59,3 +59,34 @@ def depth_at_pixels(depth: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
                  + (1 - ax) * ay * depth[ys + 1, xs] + ax * ay * depth[ys + 1, xs + 1])
         out[inside] = np.where(value > 0, value, np.nan)
     return out
+
+
+DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
+
+
+class Rectifier:
+    """Undistorts camera frames to a pinhole, as image_proc's rectify does; maps are built once per calibration.
+
+    The new camera matrix keeps only valid pixels (OpenCV's optimal matrix with alpha 0); that matrix is what
+    the rest of the pipeline and the published depth camera_info describe.
+    """
+
+    def __init__(self, k: np.ndarray, model: str, d: np.ndarray, size: tuple[int, int]):
+        import cv2
+        if model not in DISTORTION_MODELS:
+            raise ValueError(f"distortion model {model!r} is not one of {', '.join(DISTORTION_MODELS)}")
+        h, w = size
+        k = np.asarray(k, np.float64).reshape(3, 3)
+        d = np.asarray(d, np.float64).ravel()
+        self.key = (model, tuple(k.ravel()), tuple(d), size)
+        if model == "equidistant":
+            d4 = np.concatenate([d, np.zeros(4)])[:4]
+            self.k = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(k, d4, (w, h), np.eye(3), balance=0.0)
+            self.maps = cv2.fisheye.initUndistortRectifyMap(k, d4, np.eye(3), self.k, (w, h), cv2.CV_16SC2)
+        else:
+            self.k, _ = cv2.getOptimalNewCameraMatrix(k, d, (w, h), 0.0)
+            self.maps = cv2.initUndistortRectifyMap(k, d, None, self.k, (w, h), cv2.CV_16SC2)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+        return cv2.remap(image, *self.maps, cv2.INTER_LINEAR)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..runtime import Backend, pad_queries
-from .camera import PixelMap, depth_at_pixels
+from .camera import PixelMap, Rectifier, depth_at_pixels
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
 from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, converted_encoding, image_view
@@ -49,6 +49,7 @@ class StreamConfig:
     flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
     egomotion: str = "geometric"  # geometric | readout | fused (see egomotion.py)
     refine_points: bool = True  # refine point tracks at camera resolution (see refine.py)
+    rectify: bool = True  # undistort frames whose camera_info carries a distortion model
     point_visibility: str = "refined"  # readout | refined | both: which occlusion signal `visible` carries
     geometry_width: int = 320  # grey frames for the geometric stage are at most this wide
 
@@ -146,7 +147,8 @@ class StreamingPipeline:
         self.depth = DepthAligner(config.depth_affine)
         self.trajectory = Trajectory(memory=4 * frames)
         heads = backend.spec.heads
-        self._camera_matrix: np.ndarray | None = None  # of the camera images (camera_info K)
+        self._camera_matrix: np.ndarray | None = None  # of the frames the model sees (camera_info K, rectified)
+        self._rectifier: Rectifier | None = None
         self._last_geometry_stamp = 0
         self._nominal_reported = False
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
@@ -172,6 +174,11 @@ class StreamingPipeline:
             self.stats.frames_rejected += 1
             raise
         encoding = converted_encoding(encoding)  # YUV, Bayer and 16-bit frames arrive converted
+        rectifier = self._rectifier
+        if rectifier is not None and rectifier.key[3] == (height, width):
+            view = rectifier(view)
+            if view.ndim == 2:
+                view = view[..., None]
         with self._lock:
             self.stats.arrivals.append(time.monotonic())
             source = (height, width, encoding)
@@ -196,10 +203,30 @@ class StreamingPipeline:
             if count >= length and (count - length) % self.config.window_hop == 0:
                 self._request_window(height, width)
 
-    def set_camera_matrix(self, k: np.ndarray | None) -> None:
-        """The 3x3 intrinsics of the camera images (from camera_info); None or zero focal length: unknown."""
+    def set_camera_matrix(self, k: np.ndarray | None, distortion: tuple[str, np.ndarray] | None = None,
+                          size: tuple[int, int] | None = None) -> None:
+        """The 3x3 intrinsics of the camera images (from camera_info); None or zero focal length: unknown.
+
+        With `distortion` = (camera_info model, coefficients) and the image `size`, frames are undistorted before
+        the model when `config.rectify` is set (a new calibration rebuilds the maps; the same one keeps them).
+        """
         k = None if k is None else np.asarray(k, np.float64).reshape(3, 3)
-        self._camera_matrix = k if k is not None and k[0, 0] > 0 and k[1, 1] > 0 else None
+        if k is None or k[0, 0] <= 0 or k[1, 1] <= 0:
+            self._camera_matrix = None
+            return
+        rectifier = None
+        if self.config.rectify and distortion is not None and size is not None and np.any(distortion[1]):
+            current = self._rectifier
+            key = (distortion[0], tuple(k.ravel()), tuple(np.asarray(distortion[1], np.float64).ravel()), tuple(size))
+            rectifier = current if current is not None and current.key == key else Rectifier(k, *distortion, size)
+        with self._lock:
+            self._rectifier = rectifier
+            self._camera_matrix = rectifier.k if rectifier is not None else k
+
+    @property
+    def camera_matrix(self) -> np.ndarray | None:
+        """The intrinsics of the frames the model sees (after rectification)."""
+        return self._camera_matrix
 
     def add_box_seed(self, stamp_ns: int, box: np.ndarray, track_id: int | None = None) -> None:
         """Track a box `(x_min, y_min, x_max, y_max)` in source pixels from the frame stamped `stamp_ns`."""
