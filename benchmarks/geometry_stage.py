@@ -142,11 +142,19 @@ def _points(p: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one synthetic bag, fewer cost repeats")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="measure only the cost (on a quiet machine) and keep the result file's quality rows")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     report = {"device": cpu_name(), "cost": stage_cost(1 if args.quick else 3)}
-    with tempfile.TemporaryDirectory(prefix="fourds-geometry-") as tmp:
-        report["quality"] = quality(Path(tmp), args.quick)
+    if args.cost_only:
+        import json
+        from result_file import result_path
+        previous = result_path("geometry", cpu_name(), args.out)
+        report["quality"] = json.loads(previous.read_text())["quality"] if previous.is_file() else None
+    else:
+        with tempfile.TemporaryDirectory(prefix="fourds-geometry-") as tmp:
+            report["quality"] = quality(Path(tmp), args.quick)
     write_result(report, "geometry", cpu_name(), args.out)
 
 

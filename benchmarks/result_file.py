@@ -19,9 +19,14 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+def result_path(benchmark: str, device: str, out: Path | None = None) -> Path:
+    """`out`, or results/<benchmark>-<device>.json."""
+    return out or RESULTS / f"{benchmark}-{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}.json"
+
+
 def write_result(report: dict, benchmark: str, device: str, out: Path | None = None) -> Path:
     """Print the report as JSON and write it to `out` or results/<benchmark>-<device>.json."""
-    out = out or RESULTS / f"{benchmark}-{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}.json"
+    out = result_path(benchmark, device, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2)
     out.write_text(text + "\n")

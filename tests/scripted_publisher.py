@@ -27,7 +27,7 @@ def image(kind: str, frame: np.ndarray, stamp_ns: int) -> Image:
     msg.header.frame_id = "camera_optical_frame"
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     if kind == "encoding":
-        msg.encoding = "yuv422"
+        msg.encoding = "nv21"  # a camera layout the node does not take
     elif kind == "truncated":
         msg.data = frame.tobytes()[: len(msg.data) // 2]
     elif kind == "empty":
