@@ -108,6 +108,7 @@ class PerceptionNode(Node):
         in_qos = qos(p["input_reliability"], p["input_depth"])
         self.pub_diag = self.create_publisher(DiagnosticArray, node_topic("diagnostics"), 10)
         self.reported_encodings: set[str] = set()
+        self.reported_distortion_models: set[str] = set()
         if p["image_transport"] == "compressed":  # the image_transport convention: <image>/compressed
             self.create_subscription(CompressedImage, compressed(node_topic("image")), self._on_compressed, in_qos)
         else:
@@ -173,8 +174,8 @@ class PerceptionNode(Node):
         try:
             self.pipeline.set_camera_matrix(k, distortion, (msg.height, msg.width))
         except ValueError as exc:  # an unknown distortion model: the images go to the model as they are
-            if msg.distortion_model not in self.reported_encodings:
-                self.reported_encodings.add(msg.distortion_model)
+            if msg.distortion_model not in self.reported_distortion_models:
+                self.reported_distortion_models.add(msg.distortion_model)
                 self.get_logger().error(f"not rectifying: {exc}")
             self.pipeline.set_camera_matrix(k)
         rectified = self.pipeline.camera_matrix

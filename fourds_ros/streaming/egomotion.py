@@ -28,6 +28,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .klt import lk_params, track_checked
+
 MODES = ("geometric", "readout", "fused")
 # Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
 # real footage), so anything geometric outweighs it.
@@ -116,8 +118,7 @@ class GeometricOdometry:
         self.config = config
         self.log = log or logging.getLogger("fourds_ros.egomotion")
         self.stats = EgomotionStats()
-        self._lk = dict(winSize=(15, 15), maxLevel=3,
-                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+        self._lk = lk_params(15, 10)
         self._last_fallback_log = 0.0
         self.reset()
 
@@ -223,18 +224,7 @@ class GeometricOdometry:
 
     # Parts ------------------------------------------------------------------------
     def _track(self, reference: np.ndarray, current: np.ndarray, points: np.ndarray):
-        """Pyramidal Lucas-Kanade with a forward-backward check (Kalal et al. 2010)."""
-        p0 = points.reshape(-1, 1, 2).astype(np.float32)
-        p1, status, _ = cv2.calcOpticalFlowPyrLK(reference, current, p0, None, **self._lk)
-        back = p0.copy()
-        back, status_back, _ = cv2.calcOpticalFlowPyrLK(current, reference, p1, back,
-                                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
-        h, w = current.shape
-        p1, back = p1.reshape(-1, 2), back.reshape(-1, 2)
-        ok = (status.ravel() == 1) & (status_back.ravel() == 1) \
-            & (np.linalg.norm(back - points, axis=1) < self.config.forward_backward_px) \
-            & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
-        return p1, ok
+        return track_checked(reference, current, points, self._lk, self.config.forward_backward_px)
 
     def _standing_px(self, k: np.ndarray) -> float:
         return self._angle_px(k, self.config.standing_deg)

@@ -372,9 +372,7 @@ class StreamingPipeline:
                 # The next window queries the model at the refined position.
                 last = frames[-1]
                 x, y = job.pixel_map.to_model(last.source_values[:, 0], last.source_values[:, 1])
-                for track_id, xy in zip(last.ids.astype(int), np.stack([x, y], 1)):
-                    if track_id in tracks.tracks:
-                        tracks.tracks[track_id].value = xy.astype(np.float32)
+                tracks.move_to(last.ids, np.stack([x, y], 1))
             for o, frame in zip(outputs, frames):
                 setattr(o, attr, frame)
         # A window's latency is all of its work: inference, stitching, the geometric stage.

@@ -8,10 +8,10 @@ sees a 64-pixel window; the refinement sees the camera's detail. Tracks start ex
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from .camera import PixelMap
+from .klt import lk_params, track_checked
 from .tracks import TrackFrame
 
 VISIBILITY = ("readout", "refined", "both")
@@ -23,8 +23,7 @@ class PointRefiner:
             raise ValueError(f"track visibility must be one of {', '.join(VISIBILITY)}, got {visibility!r}")
         self.visibility, self.forward_backward_px = visibility, forward_backward_px
         self.last: dict[int, tuple[int, np.ndarray]] = {}  # track id -> (seq, geometry pixels)
-        self._lk = dict(winSize=(21, 21), maxLevel=3,
-                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
+        self._lk = lk_params(21, 10)
 
     def reset(self) -> None:
         self.last.clear()
@@ -78,26 +77,16 @@ class PointRefiner:
             del self.last[track_id]
 
     def _track(self, previous: np.ndarray, current: np.ndarray, start: np.ndarray, guess: np.ndarray):
-        """Lucas-Kanade from `start`, first from the readout's `guess`, then (where that fails the check) from
-        the previous position itself; forward-backward error under `forward_backward_px` to pass."""
-        h, w = current.shape
-        p0 = start.reshape(-1, 1, 2)
+        """Lucas-Kanade from `start`, searched first from the previous position itself, then (where that fails
+        its check) from the readout's `guess`."""
         best = np.zeros_like(start)
         ok = np.zeros(len(start), bool)
-        for initial in (start, guess):
+        for initial in (None, guess):
             todo = np.flatnonzero(~ok)
             if not len(todo):
                 break
-            p1 = initial[todo].reshape(-1, 1, 2).copy()
-            p1, status, _ = cv2.calcOpticalFlowPyrLK(previous, current, p0[todo], p1,
-                                                     flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
-            back = p0[todo].copy()
-            back, status_back, _ = cv2.calcOpticalFlowPyrLK(current, previous, p1, back,
-                                                            flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self._lk)
-            p1, back = p1.reshape(-1, 2), back.reshape(-1, 2)
-            good = (status.ravel() == 1) & (status_back.ravel() == 1) \
-                & (np.linalg.norm(back - start[todo], axis=1) < self.forward_backward_px) \
-                & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
-            best[todo[good]] = p1[good]
+            moved, good = track_checked(previous, current, start[todo], self._lk, self.forward_backward_px,
+                                        None if initial is None else initial[todo])
+            best[todo[good]] = moved[good]
             ok[todo[good]] = True
         return best, ok

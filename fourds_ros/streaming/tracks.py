@@ -108,6 +108,13 @@ class TrackSet:
         self.pending_seeds = keep
         return out
 
+    def move_to(self, ids: np.ndarray, values: np.ndarray) -> None:
+        """Put live tracks at better estimates of their newest frame (model pixels), e.g. refined positions."""
+        for track_id, value in zip(np.asarray(ids).astype(int), values):
+            track = self.tracks.get(int(track_id))
+            if track is not None:
+                track.value = np.asarray(value, np.float32)
+
     def _row(self, t: int, value: np.ndarray) -> np.ndarray:
         if self.kind == "points":
             return np.array([t, value[1], value[0]], np.float32)  # the model takes (t, y, x)
