@@ -413,15 +413,17 @@ def convert(path: Path, out: Path, layout: str | None = None, gt: Path | None = 
 
     def depth_of(i: int) -> np.ndarray | None:
         depth, corrupt = _depth(source, i)
-        if corrupt and not any(str(source.depth[i]) in s for s in skipped):
+        if corrupt:
             log.warning(f"frame {i}: depth {source.depth[i]} cannot be decoded; the frame is kept without depth")
             skipped.append(f"{source.depth[i]}: depth cannot be decoded")
         return undistorter(depth, cv2.INTER_NEAREST) if depth is not None and undistorter is not None else depth
 
     posed = source.poses is not None and bool(np.isfinite(source.poses[good]).all())
     tracks = None
+    decoded_depth: dict[int, np.ndarray | None] = {}  # read once for the tracks, written from here
     if posed and point_tracks > 0 and source.images is not None and source.depth is not None:
         depths = [depth_of(i) for i in good]
+        decoded_depth = dict(zip(good, depths))
         if all(d is not None for d in depths):
             def load(f: int):
                 grey = _to_8bit(cv2.imread(str(source.images[good[f]]), cv2.IMREAD_GRAYSCALE))
@@ -443,7 +445,7 @@ def convert(path: Path, out: Path, layout: str | None = None, gt: Path | None = 
             array, encoding = decode_image(image)
             stamp = int(source.stamps_ns[i])
             pose = source.poses[i] if source.poses is not None and np.isfinite(source.poses[i]).all() else None
-            depth = depth_of(i)
+            depth = decoded_depth.pop(i) if i in decoded_depth else depth_of(i)
             depth_frames += depth is not None
             frame = dict(k=k_out, size=array.shape[:2], distortion=distortion, depth=depth, pose=pose,
                          points=(tracks[0][:, f], tracks[1][:, f]) if tracks is not None else None)
