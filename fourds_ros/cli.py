@@ -120,7 +120,8 @@ def _predict_with_features(model_dir: Path, clip: np.ndarray, config, point_grid
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .runtime.export import export_onnx, read_record
+    from .runtime.export import export_onnx
+    from .runtime.graph_files import read_record
     options = {"opset": args.opset} if args.opset else {}
     path = export_onnx(args.model, args.out, clip=args.clip, heads=args.heads, batch=args.batch,
                        dynamo=args.dynamo, float_input=args.float_input, precision=args.precision, **options)

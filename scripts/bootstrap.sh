@@ -20,4 +20,9 @@ echo "fourds_ros: installing the environment into $venv (first run takes a few m
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.lock"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
 "$venv/bin/python" -m pip check >&2 || true
+# The core install's wheels (what `pip install .` pulls, at the lock's versions), so the clean-environment install
+# test (tests/test_install.py) runs without network. Constraints cannot carry extras: they are stripped.
+sed 's/\[[^]]*\]//' "$root/requirements.lock" > "$venv/constraints.txt"
+"$venv/bin/python" -m pip download --quiet --disable-pip-version-check --dest "$root/.whl/core" \
+  --constraint "$venv/constraints.txt" "$root" setuptools wheel
 echo "$want" > "$stamp"

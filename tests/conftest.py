@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("FOURDS_REFERENCE_FIXTURE", REPO.parent / "shared" / "fixtures" / "fourds_reference"))
 # Parity tolerance from the fixture's README: max|port - ref| <= 5e-6 * max|ref| for every array.
 PARITY_RTOL = 5e-6
+# Graphs and engines that tests export go to a cache of this run (inherited by node processes), not the user's.
+os.environ["FOURDS_CACHE_DIR"] = tempfile.mkdtemp(prefix="fourds-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def node_model(tmp_path_factory):
         model.heads["boxes"].readout.out.bias[4::5] = 3.0
         model.heads["pose"].readout.out.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
     model_dir = save_model_dir(model, tmp_path_factory.mktemp("node") / "model")
-    from fourds_ros.runtime.export import find_or_export
+    from fourds_ros.runtime.graph_files import find_or_export
     find_or_export(model_dir)  # export once, so every node start reuses it
     return model_dir
 

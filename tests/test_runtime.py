@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -14,7 +16,8 @@ from conftest import PARITY_RTOL, cli, relative_error, tiny_config
 from fourds_ros.model import FourDS, import_official, save_model_dir
 from fourds_ros.runtime import BackendError, create_backend, pad_queries
 from fourds_ros.model.model_dir import sha256_file
-from fourds_ros.runtime.export import export_onnx, find_or_export, read_record
+from fourds_ros.runtime.export import export_onnx
+from fourds_ros.runtime.graph_files import find_or_export, read_record
 from fourds_ros.runtime.graph import INVALID_LOGIT
 
 HEAD_OUTPUTS = ["depth", "pose", "points", "points_visible_logit", "boxes", "boxes_visible_logit"]
@@ -123,6 +126,40 @@ def test_find_or_export_reuses_a_matching_graph_and_replaces_a_stale_one(tmp_pat
     assert (model_dir / "onnx" / first.name).is_file()
     fresh = read_record(find_or_export(model_dir))["source_weights_sha256"]
     assert fresh == sha256_file(model_dir / "model.safetensors") != old_sha
+
+
+def test_unwritable_graph_caches_fall_back_and_name_the_directory(tmp_path, monkeypatch, caplog):
+    model_dir = save_model_dir(FourDS(tiny_config(heads=("depth",))), tmp_path / "model")
+    (model_dir / "onnx").write_text("a file where the graph folder would go")  # the model's folder takes no graph
+    monkeypatch.setenv("FOURDS_CACHE_DIR", str(tmp_path / "cache"))
+    with caplog.at_level(logging.ERROR, logger="fourds_ros.runtime.graph_files"):
+        cached = find_or_export(model_dir)
+    assert f"cannot write the ONNX graph to {model_dir.resolve() / 'onnx'}" in caplog.text
+    assert cached.is_relative_to(tmp_path / "cache" / "onnx")
+    stamp = cached.stat().st_mtime_ns
+    assert find_or_export(model_dir) == cached and cached.stat().st_mtime_ns == stamp  # found, not exported again
+    int8 = find_or_export(model_dir, precision="int8")  # quantised from the cached fp32 graph
+    assert int8.parent == cached.parent and read_record(int8)["spec"]["precision"] == "int8"
+    assert cached.stat().st_mtime_ns == stamp
+    caplog.clear()
+    monkeypatch.setenv("FOURDS_CACHE_DIR", str(model_dir / "onnx" / "cache"))  # below a file: unusable too
+    with caplog.at_level(logging.ERROR, logger="fourds_ros.runtime.graph_files"):
+        backend = create_backend("onnxruntime", model_dir)
+    assert "every cache directory failed; writing the ONNX graph to the temporary directory" in caplog.text
+    assert backend.run(np.zeros(backend.spec.video_shape, np.uint8))["depth"].shape[1:4] == backend.spec.clip
+
+
+def test_the_default_model_runs_on_onnxruntime_without_importing_torch():
+    """A robot that only runs the node installs no torch: the shipped graph is found and run without it."""
+    code = ("import sys, numpy as np\n"
+            "from fourds_ros.runtime import create_backend, default_model_dir\n"
+            "backend = create_backend('onnxruntime', default_model_dir(), threads=1)\n"
+            "out = backend.run(np.zeros(backend.spec.video_shape, np.uint8))\n"
+            "assert np.isfinite(out['depth']).all()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'safetensors')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_bad_files_and_names_fail_clearly(tiny_model_dir, tmp_path):

@@ -12,14 +12,15 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .config import ConfigError, ModelConfig
-from .fourds import FourDS
+
+# torch and safetensors load inside the functions that need them: reading a config or a checksum does not.
+if TYPE_CHECKING:
+    import torch
+
+    from .fourds import FourDS
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -50,6 +51,7 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
 
 def save_model_dir(model: FourDS, out: Path, metadata: dict[str, Any] | None = None,
                    overwrite: bool = False) -> Path:
+    from safetensors.torch import save_file
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(out, overwrite) as tmp:
         model.config.save(tmp / CONFIG_FILE)
@@ -70,6 +72,10 @@ def load_model_config(model_dir: Path) -> ModelConfig:
 
 
 def load_model_dir(model_dir: Path, map_location: str | torch.device = "cpu") -> FourDS:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .fourds import FourDS
     model_dir = Path(model_dir)
     config = load_model_config(model_dir)
     weights = model_dir / WEIGHTS_FILE

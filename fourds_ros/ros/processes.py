@@ -33,21 +33,26 @@ def default_params_file() -> Path:
     raise FileNotFoundError("perception.yaml not found in the checkout or in share/fourds_ros/config")
 
 
-def ros_env(domain: int) -> dict[str, str]:
-    env = dict(os.environ)
+def ros_env(domain: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                FASTRTPS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE), PYTHONUNBUFFERED="1")
     return env
 
 
 class NodeProcess:
-    """A console script in its own process, logging to a file; stopped with SIGINT, then killed."""
+    """A console script in its own process, logging to a file; stopped with SIGINT, then killed.
 
-    def __init__(self, name: str, args: list[str], domain: int, log_dir: Path):
+    `executable` runs another installation's script (a colcon workspace, another environment) instead of this
+    environment's `name`, with `env` (default: this process's) as the base of its environment.
+    """
+
+    def __init__(self, name: str, args: list[str], domain: int, log_dir: Path, executable: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(BIN / name), *map(str, args)], env=ros_env(domain), stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([str(executable or BIN / name), *map(str, args)], env=ros_env(domain, env),
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
         self._log.flush()
@@ -93,8 +98,8 @@ class TopicRecorder:
                          history=HistoryPolicy.KEEP_LAST, depth=200)
         self.received: dict[str, list] = {topic: [] for topic in topics}
         self.lock = threading.Lock()
-        for topic, msg_type in topics.items():
-            self.node.create_subscription(msg_type, topic, self._recorder(topic), qos)
+        self.subscriptions = [self.node.create_subscription(msg_type, topic, self._recorder(topic), qos)
+                              for topic, msg_type in topics.items()]
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -130,6 +135,12 @@ class TopicRecorder:
                 return
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_until_matched(self, timeout: float) -> None:
+        """Until every recorded topic has a matched publisher (discovered and QoS-compatible): a message sent
+        before that is not delivered."""
+        self.wait_until(lambda: all(s.get_publisher_count() > 0 for s in self.subscriptions), timeout,
+                        f"publishers of {sorted(self.received)}")
 
     def last_diagnostics(self) -> dict[str, str]:
         """The key/values of the newest /diagnostics message ({} before the first; needs '/diagnostics' recorded)."""

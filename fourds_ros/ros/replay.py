@@ -45,22 +45,29 @@ def message_class(msgtype: str):
 def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
            image_topic: str | None = None, rate: float = 1.0, window_hop: int = 4, domain: int = 42,
            video: bool = False, settle_s: float = 30.0, precision: str | None = None, gt: Path | None = None,
-           egomotion: str = "geometric") -> dict:
+           egomotion: str = "geometric", node_executable: Path | None = None,
+           node_env: dict[str, str] | None = None) -> dict:
+    """Replay `bag` over ROS 2 into a perception_node process, record its outputs and score them.
+
+    `node_executable` (with `node_env`) runs another installation's node (a colcon workspace, a clean
+    environment); with no `model_dir` that node then runs the default model it was installed with.
+    """
     from rclpy.serialization import serialize_message
 
     from ..model.model_dir import load_model_config
     from .processes import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
-    from ..runtime.export import find_or_export
+    from ..runtime.graph_files import find_or_export
 
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
+    node_picks_model = model_dir is None and node_executable is not None
     model_dir = model_dir or default_model_dir()
     topic, frames, gt_data = read_bag(bag, image_topic, gt)
     truth = align_truth(frames, gt_data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = find_or_export(model_dir, precision="int8" if precision == "int8" else "fp32") \
-        if backend != "torch" else None
+        if backend != "torch" and not node_picks_model else None
     config = load_model_config(model_dir)
     max_points = config.heads["points"].max_queries if "points" in config.heads else 0
     max_boxes = config.heads["boxes"].max_queries if "boxes" in config.heads else 0
@@ -70,33 +77,32 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     transport = "compressed" if topic.endswith("/compressed") else "raw"
     image_input = compressed(node_topic("image")) if transport == "compressed" else node_topic("image")
     args = ["--ros-args", "--params-file", default_params_file(),
-            "-p", f"model_dir:={model_dir}", "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
+            "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
             "-p", f"window_hop:={window_hop}", "-p", f"egomotion:={egomotion}", "-p", f"image_transport:={transport}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
             "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
             "-p", "diagnostics_period:=0.5", "-r", f"{image_input}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
+    if not node_picks_model:
+        args += ["-p", f"model_dir:={model_dir}"]
     if onnx_path is not None:
         args += ["-p", f"onnx_path:={onnx_path}"]
     if precision:
         args += ["-p", f"precision:={precision}"]
-    node = NodeProcess("perception_node", args, domain, out_dir)
+    node = NodeProcess("perception_node", args, domain, out_dir, node_executable, node_env)
     recorder = None
     try:
         node.wait_for_log("ready:", timeout=300)
         types = {t: message_class(m) for t, m in OUTPUT_TOPICS.items()}
         recorder = TopicRecorder(domain, types)
-        # Play only once the recorder has discovered the node's publishers and received its first diagnostics
-        # (the node's side has matched too): discovery can take seconds on a loaded machine, and outputs sent
-        # before it are lost.
-        names = [t if t.startswith("/") else f"/{t}" for t in OUTPUT_TOPICS]
+        # Play only once every output of the node is matched to the recorder and its diagnostics arrive:
+        # discovery can take seconds on a loaded machine, and outputs sent before it are lost.
         try:
-            recorder.wait_until(lambda: all(recorder.node.count_publishers(t) > 0 for t in names)
-                                and recorder.messages(DIAGNOSTICS), 60, "perception_node's publishers")
+            recorder.wait_until_matched(60)
+            recorder.wait_until(lambda: recorder.messages(DIAGNOSTICS), 60, "perception_node's diagnostics")
         except AssertionError:
-            raise RuntimeError(f"the replay graph did not connect: perception_node's outputs not discovered on ROS "
+            raise RuntimeError(f"the replay graph did not connect: perception_node's outputs not matched on ROS "
                                f"domain {domain} within 60 s (node log: {node.log_path})") from None
-        time.sleep(0.5)  # discovered, now matched
         published_at = _play(bag, topic, rate, domain, point_query, box_query, frames)
         try:
             recorder.wait_for_node_outputs(PER_FRAME_TOPICS, settle_s, min_received=len(frames))
@@ -147,13 +153,18 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
         clock = node.create_publisher(Clock, CLOCK[0], 10)
         seeds_points = node.create_publisher(PointCloud2, node_topic("tracks/point_seeds"), 100)
         seeds_boxes = node.create_publisher(PointCloud2, node_topic("tracks/box_seeds"), 100)
-        image_pub = publishers[image_topic]
+        # Every topic the node subscribes to must be matched before the first message: the image, its
+        # camera_info, the seeds and /clock (the node runs on sim time).
+        inputs = {image_topic: publishers[image_topic], CLOCK[0]: clock, node_topic("tracks/point_seeds"): seeds_points,
+                  node_topic("tracks/box_seeds"): seeds_boxes}
+        info_topic = camera_info_for(image_topic)
+        if info_topic in publishers:
+            inputs[info_topic] = publishers[info_topic]
         deadline = time.monotonic() + 60
-        while image_pub.get_subscription_count() < 1:
+        while unmatched := [t for t, pub in inputs.items() if pub.get_subscription_count() < 1]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"perception_node did not subscribe to {image_topic} within 60 s")
+                raise RuntimeError(f"perception_node did not subscribe to {unmatched} within 60 s")
             time.sleep(0.05)
-        time.sleep(1.0)  # let the node's other subscriptions match too
         seeds = _seed_messages(frames, point_query, box_query)
         wall_start, bag_start = None, None
         store = typestore()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend, BackendError
-from .export import ExportError, read_record, spec_from_record
+from .graph_files import ExportError, read_record, spec_from_record
 
 
 class OnnxRuntimeBackend(Backend):

@@ -19,21 +19,18 @@ ALL_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def default_model_dir() -> Path:
-    """The shipped default model: this checkout's `models/default`, or the installed package's
-    `share/fourds_ros/models/default` (pip data files, or a colcon install found through ament_index)."""
-    candidates = [Path(__file__).resolve().parents[2] / "models" / "default",
-                  Path(sys.prefix) / "share" / "fourds_ros" / "models" / "default"]
+    """The shipped default model: this checkout's `models/default`, else the installed package's
+    `share/fourds_ros/models/default` (a colcon install found through ament_index, or pip's data files)."""
+    candidates = [Path(__file__).resolve().parents[2] / "models" / "default"]
+    try:  # a sourced ROS 2 workspace: ament_index knows where the package's share folder is
+        from ament_index_python.packages import get_package_share_directory
+        candidates.append(Path(get_package_share_directory("fourds_ros")) / "models" / "default")
+    except (ImportError, LookupError, OSError, ValueError):  # no ament_index, no AMENT_PREFIX_PATH, not installed
+        pass
+    candidates.append(Path(sys.prefix) / "share" / "fourds_ros" / "models" / "default")
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate
-    try:  # a colcon install: ament_index knows where the package's share folder is
-        from ament_index_python.packages import get_package_share_directory
-        share = Path(get_package_share_directory("fourds_ros")) / "models" / "default"
-        if (share / "config.json").is_file():
-            return share
-        candidates.append(share)
-    except (ImportError, LookupError, OSError, ValueError):  # no ament_index, no AMENT_PREFIX_PATH, not installed
-        pass
     raise BackendError("the default model is not installed (looked in " + ", ".join(map(str, candidates)) +
                        "); give a model directory")
 
@@ -81,20 +78,24 @@ def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path 
         raise BackendError(f"the {name} backend needs a model directory" + ("" if name == "torch" else
                                                                              " or an ONNX file"))
     if name == "torch" or onnx_path is None:
-        # Only these paths read the model directory (and import torch); its errors become BackendErrors.
+        # Only these paths read the model directory; its errors become BackendErrors. torch is imported only
+        # by the torch backend and by an export (no cached graph for this model yet).
         from ..model import ConfigError, ModelDirError
-        from .export import ExportError
+        from .graph_files import ExportError, find_or_export
         try:
             if name == "torch":
                 from .torch_backend import TorchBackend
                 return TorchBackend(model_dir, clip=clip, heads=heads, float_input=float_input, **options)
-            from .export import find_or_export
             # The precision of an ONNX graph is fixed at export: onnxruntime runs the fp32 or the int8 graph.
             graph_precision = options["precision"] if name == "onnxruntime" else "fp32"
             onnx_path = find_or_export(model_dir, clip=clip, heads=heads, float_input=float_input,
                                        precision=graph_precision)
         except (ModelDirError, ConfigError, ExportError) as exc:
             raise BackendError(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            raise BackendError(f"{model_dir} has no exported graph for this configuration yet, and exporting one "
+                               f"needs {exc.name} (pip install 'fourds_ros[export]'), or export it on a machine "
+                               f"that has it: fourds-ros export --model {model_dir} --out {model_dir}/onnx") from None
     if name == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
         return OnnxRuntimeBackend(onnx_path, **options)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend, BackendError
-from .export import ExportError, read_record, spec_from_record
+from .graph_files import ExportError, read_record, spec_from_record
 
 log = logging.getLogger("fourds_ros.runtime.tensorrt")
 PRECISIONS = ("fp32", "fp16")

@@ -1,0 +1,168 @@
+"""Exported ONNX graphs on disk: their JSON records, where they are cached, and finding the one a model needs.
+
+Nothing here imports torch: a node running the onnxruntime backend on an already exported graph (the shipped
+default model carries its fp32 graph) starts without it. Only a missing graph is exported, by `export.py`.
+
+Graphs live beside the model (`<model_dir>/onnx/`) or, when that directory cannot be written (an installed,
+read-only share folder; a full disk), in the user's cache (`$FOURDS_CACHE_DIR`, default `~/.cache/fourds_ros`),
+and as a last resort in a fresh temporary directory. Every file is written to a temporary name and renamed into
+place, so a process killed mid-write leaves no file that looks complete; a record that does not match its graph
+is ignored and the graph exported again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..model.model_dir import WEIGHTS_FILE, ModelDirError, load_model_config, sha256_file
+from .backend import IOSpec
+
+log = logging.getLogger("fourds_ros.runtime.graph_files")
+
+
+class ExportError(RuntimeError):
+    """An ONNX file or its record is missing, corrupt or does not match what was asked for."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FOURDS_CACHE_DIR") or Path.home() / ".cache" / "fourds_ros")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What one exported graph computes: the file name and the engine cache key derive from it."""
+
+    clip: tuple[int, int, int]
+    heads: tuple[str, ...]
+    batch: int = 1
+    float_input: bool = False
+    precision: str = "fp32"
+
+    @property
+    def stem(self) -> str:
+        t, h, w = self.clip
+        suffix = ("-f32in" if self.float_input else "") + ("" if self.precision == "fp32" else f"-{self.precision}")
+        return f"fourds-{t}x{h}x{w}-{'+'.join(self.heads)}-b{self.batch}{suffix}"
+
+    def as_record(self) -> dict[str, Any]:
+        return {"clip": list(self.clip), "heads": list(self.heads), "batch": self.batch,
+                "float_input": self.float_input, "precision": self.precision}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """`path` holds either its old content or all of `data`, whatever happens to this process."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_record(onnx_path: Path, record: dict[str, Any]) -> None:
+    atomic_write(Path(onnx_path).with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_record(onnx_path: Path) -> dict[str, Any]:
+    """The JSON record of an exported graph, checked against the file it describes."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ExportError(f"ONNX file {onnx_path} does not exist")
+    record_path = onnx_path.with_suffix(".json")
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{onnx_path} has no record {record_path.name}; re-export it with `fourds-ros export`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{record_path} is not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ExportError(f"{record_path} is not an export record (a JSON object)")
+    actual = sha256_file(onnx_path)
+    if record.get("onnx_sha256") != actual:
+        raise ExportError(f"{onnx_path} does not match its record {record_path.name} (sha256 {actual[:12]}, "
+                          f"recorded {str(record.get('onnx_sha256'))[:12]}): the file is corrupt or was replaced")
+    return record
+
+
+def spec_from_record(record: dict) -> IOSpec:
+    spec, limits = record["spec"], record.get("max_queries", {})
+    return IOSpec(int(spec["batch"]), tuple(spec["clip"]), tuple(spec["heads"]), int(limits.get("points", 0)),
+                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"])
+
+
+def graph_dirs(model_dir: Path, weights_sha256: str) -> list[Path]:
+    """Where graphs of this model are looked for and written, in that order."""
+    model_dir = Path(model_dir).resolve()
+    return [model_dir / "onnx", cache_root() / "onnx" / f"{model_dir.name}-{weights_sha256[:16]}"]
+
+
+def find_graph(directories: list[Path], wanted: GraphSpec, weights_sha256: str) -> Path | None:
+    """The first graph in `directories` exported from these weights for `wanted`, with a record that checks."""
+    for directory in directories:
+        for candidate in sorted(directory.glob("*.onnx")) if directory.is_dir() else []:
+            try:
+                record = read_record(candidate)
+            except (ExportError, OSError):
+                continue
+            if record.get("source_weights_sha256") == weights_sha256 and record.get("spec") == wanted.as_record():
+                return candidate
+    return None
+
+
+def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, heads: tuple[str, ...] | None = None,
+                   batch: int = 1, float_input: bool = False, precision: str = "fp32") -> Path:
+    """The exported graph for this model and spec, exporting it (once) where none is cached.
+
+    An int8 graph is quantised from the cached fp32 graph when there is one, without torch.
+    """
+    model_dir = Path(model_dir)
+    config = load_model_config(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelDirError(f"model directory {model_dir} has no {WEIGHTS_FILE}")
+    weights_sha = sha256_file(weights)
+    clip = tuple(clip) if clip else (config.clip.frames, config.clip.height, config.clip.width)
+    heads = tuple(h for h in config.heads if heads is None or h in heads)
+    wanted = GraphSpec(clip, heads, batch, float_input, precision)
+    directories = graph_dirs(model_dir, weights_sha)
+    found = find_graph(directories, wanted, weights_sha)
+    if found is not None:
+        return found
+    fp32 = find_graph(directories, GraphSpec(clip, heads, batch, float_input), weights_sha) \
+        if precision == "int8" else None
+
+    def write(out_dir: Path) -> Path:
+        if fp32 is not None:
+            from .quantize import quantize_exported
+            return quantize_exported(fp32, out_dir)
+        from .export import export_onnx
+        return export_onnx(model_dir, out_dir, clip=clip, heads=heads, batch=batch, float_input=float_input,
+                           precision=precision)
+
+    return write_first_writable(directories, write, "the ONNX graph")
+
+
+def write_first_writable(directories: list[Path], write, what: str) -> Path:
+    """`write(directory)` into the first directory that takes it, else into a new temporary directory.
+
+    A directory that cannot be written (read-only, full, not a directory) is named in an error log line.
+    """
+    for directory in directories:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return write(directory)
+        except OSError as exc:
+            log.error("cannot write %s to %s (%s); trying the next cache", what, directory, exc)
+    fallback = Path(tempfile.mkdtemp(prefix="fourds_ros-cache-"))
+    log.error("every cache directory failed; writing %s to the temporary directory %s (rebuilt on every start "
+              "until a cache directory is writable)", what, fallback)
+    return write(fallback)
