@@ -5,7 +5,14 @@ A video_publisher process loops a procedural clip at 30 Hz into perception_node
 subscribes to depth/image and records, per frame, receive time minus the
 image's stamp (publish time, same clock). The node's resident memory is sampled
 once a second; "flat" means the last minute's mean is within 5% of the first
-minute's (after warm-up). Prints JSON and writes benchmarks/results/node-<device>.json.
+minute's (after warm-up). Latency is reported as p50, p99 and the true maximum
+over the run after a 10% warm-up, next to the node's own slowest window.
+
+Start-up: `perception_node` with no parameters (the shipped default model on
+onnxruntime) is started 3 times and timed from the process start to its
+"ready:" line, with its resident memory then; and the same with torch imported
+first, which is what a node that imports torch would cost. Prints JSON and writes
+benchmarks/results/node-<device>.json.
 
     .venv/bin/python benchmarks/node_latency.py --duration 300
 """
@@ -44,6 +51,26 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def startup(domain: int, log_dir: Path, with_torch: bool, runs: int = 3) -> dict:
+    """Seconds from process start to "ready:" and RSS then, for the node with no parameters."""
+    times, memory = [], []
+    for _ in range(runs):
+        if with_torch:
+            code = "import sys, torch; from fourds_ros.ros.perception_node import main; sys.exit(main())"
+            node = NodeProcess("perception_node", ["-c", code], domain, log_dir, executable=Path(sys.executable))
+        else:
+            node = NodeProcess("perception_node", [], domain, log_dir)
+        began = time.monotonic()
+        try:
+            node.wait_for_log("ready:", timeout=300)
+            times.append(time.monotonic() - began)
+            memory.append(rss_mib(node.proc.pid))
+        finally:
+            node.stop()
+    return {"ready_s_median": round(float(np.median(times)), 2), "ready_s": [round(t, 2) for t in times],
+            "rss_mib_at_ready": round(float(np.median(memory)), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of streaming (>= 300 for the record)")
@@ -57,6 +84,9 @@ def main() -> None:
     height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        starts = {"default_model_without_torch": startup(args.domain, tmp, with_torch=False),
+                  "default_model_with_torch_imported": startup(args.domain, tmp, with_torch=True)}
+        print(f"start-up: {starts}", file=sys.stderr)
         model_dir = args.model
         if model_dir is None:
             model = FourDS(preset(DEFAULT_PRESET))
@@ -82,7 +112,9 @@ def main() -> None:
                 time.sleep(1.0)
                 memory.append((time.monotonic() - started, rss_mib(node.proc.pid)))
             publisher.stop()
-            time.sleep(2.0)
+            # The node finishes what it accepted (emitted or dropped) before the record is read.
+            recorder.wait_until(lambda: (d := recorder.last_diagnostics()) and int(d["frames_emitted"]) +
+                                int(d["frames_dropped"]) >= int(d["frames_accepted"]), 60, "the node to drain")
             timed = recorder.timed("depth/image")
             diag = diagnostics_values(recorder.messages("/diagnostics")[-1])
         finally:
@@ -109,6 +141,7 @@ def main() -> None:
                                   "max": round(float(steady.max()), 1), "frames": int(len(latency_ms))},
         "throughput_depth_hz": round((len(timed) - 1) / span, 2),
         "node_diagnostics": diag,
+        "startup": starts,
         "memory_rss_mib": {"first_minute_mean": round(float(first.mean()), 1),
                            "last_minute_mean": round(float(last.mean()), 1), "max": round(float(mem[:, 1].max()), 1),
                            "flat": bool(abs(last.mean() - first.mean()) <= 0.05 * first.mean())},

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -16,6 +18,9 @@ from conftest import PARITY_RTOL, cli, relative_error, tiny_config
 from fourds_ros.model import FourDS, import_official, save_model_dir
 from fourds_ros.runtime import BackendError, create_backend, pad_queries
 from fourds_ros.model.model_dir import sha256_file
+from fourds_ros.runtime import export
+from fourds_ros.runtime.engine_cache import BuildSettings, EngineCache, build_settings, device_index, engine_key, \
+    io_mismatch
 from fourds_ros.runtime.export import export_onnx
 from fourds_ros.runtime.graph_files import find_or_export, read_record
 from fourds_ros.runtime.graph import INVALID_LOGIT
@@ -191,6 +196,73 @@ def test_bad_files_and_names_fail_clearly(tiny_model_dir, tmp_path):
         pad_queries(spec, np.zeros((9, 3)))
 
 
+def test_a_graph_over_the_protobuf_limit_keeps_its_weights_beside_it(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "EXTERNAL_DATA_ABOVE_BYTES", 1000)  # a tiny model stands in for a 2 GB one
+    path = export_onnx(tiny_model_dir, tmp_path / "graphs", heads=("depth",))
+    data = path.with_name(path.name + ".data")
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, data.name, path.with_suffix(".json").name])
+    assert path.stat().st_size < 100_000 < data.stat().st_size  # the graph holds the structure, the file the weights
+    assert read_record(path)["external_data"]["file"] == data.name
+    reference = create_backend("torch", tiny_model_dir, heads=("depth",))
+    backend = create_backend("onnxruntime", onnx_path=path)
+    video, _ = _window_and_queries(backend.spec)
+    assert relative_error(backend.run(video)["depth"], reference.run(video)["depth"]) < 1e-5
+    data.write_bytes(data.read_bytes()[:-16])
+    with pytest.raises(BackendError, match=r"\.onnx\.data does not match the record"):
+        create_backend("onnxruntime", onnx_path=path)
+    data.unlink()
+    with pytest.raises(BackendError, match=r"keeps its weights in .*\.onnx\.data, which is missing"):
+        create_backend("onnxruntime", onnx_path=path)
+
+
+def test_tensorrt_build_settings_follow_the_installed_version():
+    """What the backend asks of TensorRT, per version (NVIDIA's TensorRT 10/11 API and migration guide)."""
+    assert build_settings("10.3.0", "fp32") == BuildSettings(False, (), ("TF32",))
+    fp16 = build_settings("10.3.0", "fp16")
+    assert fp16.set_flags == ("FP16",) and not fp16.strongly_typed and not fp16.note
+    assert "deprecated from 10.12" in build_settings("10.13.2.6", "fp16").note
+    assert build_settings("11.1.0", "fp32") == BuildSettings(True, (), ("TF32",))
+    with pytest.raises(BackendError, match="TensorRT 11.1.0 builds strongly typed networks only"):
+        build_settings("11.1.0", "fp16")
+    with pytest.raises(BackendError, match="TensorRT 8.6.1 is not supported"):
+        build_settings("8.6.1", "fp32")
+    with pytest.raises(BackendError, match="unknown TensorRT precision 'int8'"):
+        build_settings("10.3.0", "int8")
+    assert [device_index(d) for d in ("cuda", "cuda:0", "cuda:2", "GPU:1", "3")] == [0, 0, 2, 1, 3]
+    with pytest.raises(BackendError, match="device 'cpu' is not a CUDA device"):
+        device_index("cpu")
+    assert engine_key("ab" * 32, "10.3.0", "NVIDIA Jetson AGX Orin", "fp16") == \
+        "abababababababab-trt10.3.0-NVIDIA-Jetson-AGX-Orin-fp16"
+    record = {"inputs": {"video": {"shape": [1, 4, 32, 32, 3]}}, "outputs": {"depth": {"shape": [1, 4, 32, 32, 1]}}}
+    assert io_mismatch({"video": (1, 4, 32, 32, 3), "depth": (1, 4, 32, 32, 1)}, record) == ""
+    assert io_mismatch({"video": (1, 4, 64, 64, 3), "pose": (1, 4, 4, 4)}, record) == (
+        "engine I/O differs from the ONNX record: depth missing, unexpected pose, "
+        "video (1, 4, 64, 64, 3) instead of (1, 4, 32, 32, 3)")
+
+
+def test_engine_cache_checks_what_it_loads_and_prunes_the_least_recently_used(tmp_path, caplog):
+    cache = EngineCache(tmp_path / "engines")
+    path = cache.store("a", b"engine a", {"precision": "fp16"})
+    assert cache.load("a") == b"engine a" and cache.load("missing") is None
+    path.write_bytes(b"engine b")  # changed behind the record's back
+    with caplog.at_level(logging.WARNING, logger="fourds_ros.runtime.tensorrt"):
+        assert cache.load("a") is None
+    assert "stale or corrupt (its checksum differs from its record)" in caplog.text
+    cache.store("a", b"engine a", {})
+    path.with_suffix(".json").unlink()  # killed between the engine and its record
+    assert cache.load("a") is None
+    path.unlink()
+    now = time.time()
+    for key, age_days in (("old", 200), ("in_use", 3), ("mid", 2), ("new", 1)):
+        engine = cache.store(key, bytes(100), {})
+        os.utime(engine, (now - age_days * 86400,) * 2)
+    # Unused for 90 days goes; then the least recently used past 150 bytes, never the engine in use.
+    removed = cache.prune(max_bytes=150, max_age_days=90, keep="in_use")
+    assert sorted(p.stem for p in removed) == ["mid", "old"]
+    assert sorted(p.name for p in cache.directory.iterdir()) == ["in_use.engine", "in_use.json", "new.engine",
+                                                                 "new.json"]
+
+
 def test_tensorrt_backend_says_what_is_missing(tiny_model_dir):
     try:
         import tensorrt  # noqa: F401
@@ -206,6 +278,7 @@ def test_tensorrt_backend_says_what_is_missing(tiny_model_dir):
 @pytest.mark.gpu
 def test_tensorrt_engine_cache(tiny_model_dir, tmp_path, caplog):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    pytest.importorskip("cuda", reason="cuda-python (NVIDIA's CUDA bindings) is not installed")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     reference = create_backend("torch", tiny_model_dir)

@@ -14,8 +14,7 @@ from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.runtime import create_backend
 from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
-from fourds_ros.streaming.frames import image_view, to_rgb
-from fourds_ros.streaming.frames import FramePreprocessor
+from fourds_ros.streaming.frames import FramePreprocessor, image_view, shrink, shrink_factor, shrink_map, to_rgb
 from fourds_ros.streaming.stitching import DepthAligner, Trajectory
 from fourds_ros.streaming.tracks import TrackSet
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
@@ -320,3 +319,22 @@ def test_rectification_puts_checkerboard_corners_where_the_pinhole_model_does():
     assert np.median(error) < 0.3 and error.max() < 1.0, error
     with pytest.raises(ValueError, match="not one of plumb_bob"):
         Rectifier(k, "fisheye624", d, (h, w))
+
+
+def test_a_large_frame_is_shrunk_once_and_its_pixels_still_map_exactly_to_the_camera():
+    h, w = 3000, 4000
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    blob_x, blob_y = 1234.5, 987.25
+    image = (255 * np.exp(-((x - blob_x) ** 2 + (y - blob_y) ** 2) / (2 * 40.0 ** 2))).astype(np.uint8)[..., None]
+    factor = shrink_factor(h, w, 128, 320)
+    assert factor == 12
+    small = shrink(image, factor)[..., 0].astype(np.float64)
+    assert small.shape == (250, 333)
+    sy, sx = np.mgrid[0:small.shape[0], 0:small.shape[1]]
+    cx, cy = shrink_map(factor).to_source((small * sx).sum() / small.sum(), (small * sy).sum() / small.sum())
+    assert abs(cx - blob_x) < 0.3 and abs(cy - blob_y) < 0.3, (cx, cy)
+    # Where the shrink divides the image exactly, model pixels map to the camera as without it.
+    preprocess = FramePreprocessor(64, 64, "center_crop")
+    direct, via = preprocess.pixel_map(2400, 3600), preprocess.pixel_map(200, 300).then(shrink_map(12))
+    np.testing.assert_allclose([via.scale_x, via.scale_y, via.offset_x, via.offset_y],
+                               [direct.scale_x, direct.scale_y, direct.offset_x, direct.offset_y])

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
@@ -24,6 +23,7 @@ from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 from ..runtime import ALL_PRECISIONS, BACKENDS, BackendError, backend_options, create_backend, default_model_dir
 from ..streaming import ImageError, StreamConfig, StreamingPipeline
 from ..streaming.egomotion import MODES as EGOMOTION_MODES
+from ..streaming.frames import decode_compressed
 from ..streaming.refine import VISIBILITY as POINT_VISIBILITY
 from . import messages
 from .entry_point import run_node
@@ -153,15 +153,14 @@ class PerceptionNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         """jpeg/png frames (the compressed image_transport), decoded by OpenCV and pushed as bgr8 or mono8."""
-        image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED) if len(msg.data) else None
-        if image is None or image.dtype != np.uint8 or image.ndim == 3 and image.shape[2] != 3:
+        try:
+            image, encoding = decode_compressed(msg.data)
+        except ImageError as exc:
             self.pipeline.stats.frames_received += 1
             self.pipeline.stats.frames_rejected += 1
-            self.get_logger().warning(f"rejecting a compressed image ({msg.format or 'no format'}, {len(msg.data)} "
-                                      f"bytes): it does not decode to 8-bit grey or colour",
+            self.get_logger().warning(f"rejecting a compressed image ({msg.format or 'no format'}): {exc}",
                                       throttle_duration_sec=5.0)
             return
-        encoding = "mono8" if image.ndim == 2 else "bgr8"
         try:
             self.pipeline.push(encoding, image.shape[0], image.shape[1], image.strides[0], image.data,
                                Time.from_msg(msg.header.stamp).nanoseconds, msg.header.frame_id)

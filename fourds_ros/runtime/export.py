@@ -19,6 +19,9 @@ from .quantize import quantize_int8
 DEFAULT_OPSET = 20
 # fp32: the model as trained. int8: see quantize.py.
 PRECISIONS = ("fp32", "int8")
+# Protobuf cannot hold a message over 2 GiB: a graph whose files pass this keeps its weights in one data file
+# beside it (`<stem>.onnx.data`, ONNX external data), which onnxruntime and TensorRT's parser read from the path.
+EXTERNAL_DATA_ABOVE_BYTES = 2**31 - 2**27
 
 
 def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | None = None,
@@ -43,6 +46,7 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, inputs, str(tmp_path), input_names=graph.input_names,
                               output_names=graph.output_names, opset_version=opset, dynamo=dynamo)
+        external = _gather_external_data(Path(tmp), tmp_path)
         onnx.checker.check_model(str(tmp_path), full_check=True)
         loaded = onnx.load(str(tmp_path), load_external_data=False)
         record = {
@@ -58,14 +62,40 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
             "source_weights_sha256": sha256_file(model_dir / WEIGHTS_FILE),
             "exporter": {"torch": torch.__version__, "dynamo": dynamo},
         }
+        if external is not None:
+            record["external_data"] = {"file": external.name, "sha256": sha256_file(external)}
         if precision == "int8":
+            if external is not None:
+                raise ExportError(f"{spec.stem}: int8 quantisation of graphs over 2 GB is not supported; use fp32")
             tmp_path, record = quantize_int8(tmp_path, record, Path(tmp))
         onnx_path = out_dir / tmp_path.name
-        # The graph lands before its record: a process killed between the two leaves a graph without a record,
-        # which is never used and is exported again.
+        # Data file, then graph, then record: a process killed in between leaves a graph without a (matching)
+        # record, which is never used and is exported again.
+        if external is not None:
+            os.replace(external, out_dir / external.name)
         os.replace(tmp_path, onnx_path)
     write_record(onnx_path, record)
     return onnx_path
+
+
+def _gather_external_data(directory: Path, onnx_path: Path) -> Path | None:
+    """A graph too large for one protobuf file -> the graph plus one `<name>.data` file; None if it fits.
+
+    The exporter writes a large model's tensors as many files beside the graph; they become one file, so the
+    graph travels and is checksummed as two files.
+    """
+    import onnx
+    total = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    if total <= EXTERNAL_DATA_ABOVE_BYTES:
+        return None
+    model = onnx.load(str(onnx_path))  # with its external tensors, wherever the exporter put them
+    data = onnx_path.with_name(f"{onnx_path.name}.data")
+    for leftover in directory.iterdir():
+        if leftover.is_file():
+            leftover.unlink()
+    onnx.save_model(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return data
 
 
 def _shape(value_info: Any) -> dict[str, Any]:

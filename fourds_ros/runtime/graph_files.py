@@ -90,6 +90,14 @@ def read_record(onnx_path: Path) -> dict[str, Any]:
     if record.get("onnx_sha256") != actual:
         raise ExportError(f"{onnx_path} does not match its record {record_path.name} (sha256 {actual[:12]}, "
                           f"recorded {str(record.get('onnx_sha256'))[:12]}): the file is corrupt or was replaced")
+    external = record.get("external_data")
+    if external:  # the weights of a graph over 2 GB, beside it
+        data = onnx_path.with_name(external["file"])
+        if not data.is_file():
+            raise ExportError(f"{onnx_path} keeps its weights in {data.name}, which is missing")
+        if sha256_file(data) != external.get("sha256"):
+            raise ExportError(f"{data} does not match the record {record_path.name}: the file is corrupt or was "
+                              f"replaced")
     return record
 
 

@@ -24,6 +24,21 @@ class PixelMap:
     def to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (x - self.offset_x) / self.scale_x, (y - self.offset_y) / self.scale_y
 
+    def then(self, outer: "PixelMap") -> "PixelMap":
+        """This map followed by `outer` (model -> this map's source -> `outer`'s source)."""
+        return PixelMap(self.scale_x * outer.scale_x, self.scale_y * outer.scale_y,
+                        self.offset_x * outer.scale_x + outer.offset_x, self.offset_y * outer.scale_y + outer.offset_y)
+
+    def intrinsics_to_source(self, k: np.ndarray) -> np.ndarray:
+        """The inverse of `intrinsics_to_model`."""
+        out = np.array(k, dtype=np.float64).reshape(3, 3).copy()
+        out[0, 0] *= self.scale_x
+        out[0, 1] *= self.scale_x
+        out[1, 1] *= self.scale_y
+        out[0, 2] = out[0, 2] * self.scale_x + self.offset_x
+        out[1, 2] = out[1, 2] * self.scale_y + self.offset_y
+        return out
+
     def intrinsics_to_model(self, k: np.ndarray) -> np.ndarray:
         """A 3x3 camera matrix of the source image -> the same camera seen at model resolution."""
         out = np.array(k, dtype=np.float64).reshape(3, 3).copy()

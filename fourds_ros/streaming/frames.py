@@ -67,6 +67,15 @@ def image_view(encoding: str, height: int, width: int, step: int, data) -> np.nd
     return _checked_rows(encoding, height, width, step, data, width * channels).reshape(height, width, channels)
 
 
+def decode_compressed(data) -> tuple[np.ndarray, str]:
+    """A `sensor_msgs/CompressedImage` payload (jpeg, png) -> an `(H, W, C)` uint8 image and its encoding
+    (`bgr8` or `mono8`), as OpenCV decodes it. Raises `ImageError` for anything else."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if len(data) else None
+    if image is None or image.dtype != np.uint8 or image.ndim == 3 and image.shape[2] != 3:
+        raise ImageError(f"{len(data)} bytes that do not decode to an 8-bit grey or colour image")
+    return (image[..., None], "mono8") if image.ndim == 2 else (image, "bgr8")
+
+
 def converted_encoding(encoding: str) -> str:
     """The layout `image_view` returns for `encoding`."""
     return CONVERTED[encoding][2] if encoding in CONVERTED else encoding
@@ -96,6 +105,30 @@ def to_rgb(view: np.ndarray, encoding: str) -> np.ndarray:
     if order == (0, 1, 2) and view.shape[2] == 3:
         return view
     return view[:, :, list(order)]
+
+
+def shrink_factor(height: int, width: int, min_height: int, min_width: int) -> int:
+    """The largest integer factor that keeps a `height` x `width` image at least `min_height` x `min_width`."""
+    return max(1, min(height // max(min_height, 1), width // max(min_width, 1)))
+
+
+def shrink_map(factor: int) -> PixelMap:
+    """Pixels of an image area-shrunk by `factor` (`shrink`) -> pixels of the original."""
+    return PixelMap(factor, factor, (factor - 1) / 2, (factor - 1) / 2)
+
+
+def shrink(view: np.ndarray, factor: int) -> np.ndarray:
+    """Average `factor` x `factor` blocks: one pass over the camera's pixels, OpenCV's integer-area fast path.
+
+    Rows and columns past the last whole block (fewer than `factor`) are left out, so `shrink_map` is exact.
+    A large image is shrunk once on arrival and everything after works at the smaller size: the per-frame cost
+    grows with the camera's resolution only by this pass.
+    """
+    if factor <= 1:
+        return view
+    h, w = view.shape[0] // factor, view.shape[1] // factor
+    small = cv2.resize(view[:h * factor, :w * factor], (w, h), interpolation=cv2.INTER_AREA)
+    return small[..., None] if small.ndim == 2 else small
 
 
 POLICIES = ("resize", "center_crop")

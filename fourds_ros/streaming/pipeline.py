@@ -26,7 +26,8 @@ from ..runtime import Backend, pad_queries
 from .camera import PixelMap, Rectifier, depth_at_pixels
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
-from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, converted_encoding, image_view
+from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, converted_encoding, image_view, \
+    shrink, shrink_factor, shrink_map
 from .refine import VISIBILITY as POINT_VISIBILITY
 from .refine import PointRefiner
 from .stitching import DepthAligner, Trajectory, interpolate_pose
@@ -148,7 +149,10 @@ class StreamingPipeline:
         self.trajectory = Trajectory(memory=4 * frames)
         heads = backend.spec.heads
         self._camera_matrix: np.ndarray | None = None  # of the frames the model sees (camera_info K, rectified)
-        self._rectifier: Rectifier | None = None
+        self._rectifier: Rectifier | None = None  # works on the shrunk frames of a camera of `_rectified_size`
+        self._rectified_size: tuple[int, int] | None = None
+        self._view_size: tuple[int, int] | None = None  # (height, width) of the current stream's shrunk frames
+        self._to_camera = shrink_map(1)  # shrunk frame pixels -> camera pixels
         self._last_geometry_stamp = 0
         self._nominal_reported = False
         self.points = TrackSet("points", min(config.point_tracks, backend.spec.max_points),
@@ -174,8 +178,10 @@ class StreamingPipeline:
             self.stats.frames_rejected += 1
             raise
         encoding = converted_encoding(encoding)  # YUV, Bayer and 16-bit frames arrive converted
+        factor = self._shrink_factor(height, width)
+        view = shrink(view, factor)
         rectifier = self._rectifier
-        if rectifier is not None and rectifier.key[3] == (height, width):
+        if rectifier is not None and self._rectified_size == (height, width):
             view = rectifier(view)
             if view.ndim == 2:
                 view = view[..., None]
@@ -191,6 +197,7 @@ class StreamingPipeline:
                 self.log.warning(f"dropping a frame with a repeated stamp {stamp_ns} ns")
                 return
             self._source, self._last_stamp = source, stamp_ns
+            self._view_size, self._to_camera = view.shape[:2], shrink_map(factor)
             self._received_since_reset += 1
             if (self._received_since_reset - 1) % self.config.frame_stride:
                 return
@@ -201,7 +208,7 @@ class StreamingPipeline:
             self.stats.frames_accepted += 1
             count, length = self.ring.count, self.config.window_len
             if count >= length and (count - length) % self.config.window_hop == 0:
-                self._request_window(height, width)
+                self._request_window()
 
     def set_camera_matrix(self, k: np.ndarray | None, distortion: tuple[str, np.ndarray] | None = None,
                           size: tuple[int, int] | None = None) -> None:
@@ -214,14 +221,22 @@ class StreamingPipeline:
         if k is None or k[0, 0] <= 0 or k[1, 1] <= 0:
             self._camera_matrix = None
             return
-        rectifier = None
+        rectifier, rectified_k = None, k
         if self.config.rectify and distortion is not None and size is not None and np.any(distortion[1]):
+            # Frames are rectified after the shrink on arrival: maps for the shrunk size, the camera matrix of
+            # the rectified frames back in camera pixels.
+            to_camera = shrink_map(self._shrink_factor(*size))
+            small_k = to_camera.intrinsics_to_model(k)
+            small_size = (size[0] // int(to_camera.scale_y), size[1] // int(to_camera.scale_x))
             current = self._rectifier
-            key = (distortion[0], tuple(k.ravel()), tuple(np.asarray(distortion[1], np.float64).ravel()), tuple(size))
-            rectifier = current if current is not None and current.key == key else Rectifier(k, *distortion, size)
+            key = (distortion[0], tuple(small_k.ravel()), tuple(np.asarray(distortion[1], np.float64).ravel()),
+                   small_size)
+            rectifier = current if current is not None and current.key == key else \
+                Rectifier(small_k, *distortion, small_size)
+            rectified_k = to_camera.intrinsics_to_source(rectifier.k)
         with self._lock:
-            self._rectifier = rectifier
-            self._camera_matrix = rectifier.k if rectifier is not None else k
+            self._rectifier, self._rectified_size = rectifier, None if rectifier is None else tuple(size)
+            self._camera_matrix = rectified_k
 
     @property
     def camera_matrix(self) -> np.ndarray | None:
@@ -252,16 +267,24 @@ class StreamingPipeline:
                 self._lock.wait(remaining)
         return True
 
-    def _request_window(self, height: int, width: int) -> None:
+    def _shrink_factor(self, height: int, width: int) -> int:
+        """Frames are shrunk on arrival to what the model (twice its size, for the final area resize) and the
+        geometric stage (`geometry_width`) need."""
+        _, model_h, model_w = self.backend.spec.clip
+        need_w = max(2 * model_w, self.config.geometry_width if self.geometry is not None else 0)
+        return shrink_factor(height, width, 2 * model_h, need_w)
+
+    def _request_window(self) -> None:
+        """A window of the current stream's newest frames (caller holds the lock)."""
         if self._pending is not None:
             self.stats.windows_dropped += 1
         infos = self.ring.copy_window(self.config.window_len, self._pending_buf[0])
         self._requested_upto = infos[-1].seq
-        self._pending = _Job(self._epoch, infos, self.preprocess.pixel_map(height, width), (height, width),
-                             time.monotonic())
+        self._pending = _Job(self._epoch, infos, self.preprocess.pixel_map(*self._view_size).then(self._to_camera),
+                             self._source[:2], time.monotonic())
         if self.geometry is not None:
             self._pending.grey = self.geometry.copy_window([info.seq for info in infos])
-            self._pending.geometry_map = self.geometry.pixel_map()
+            self._pending.geometry_map = self.geometry.pixel_map().then(self._to_camera)
         self.stats.windows_requested += 1
         self._lock.notify()
 
@@ -273,14 +296,14 @@ class StreamingPipeline:
     def _request_remaining(self) -> None:
         last = self.ring.last
         if last is not None and self.ring.count >= self.config.window_len and last.seq > self._requested_upto:
-            self._request_window(*self._source[:2])
+            self._request_window()
 
     def _reset(self, reason: str) -> None:
         self.log.warning(f"restarting the stream: {reason}")
         last = self.ring.last
         if last is not None and last.seq > self._requested_upto:
             if self.ring.count >= self.config.window_len:
-                self._request_window(*self._source[:2])  # the old stream's last frames are good: finish them
+                self._request_window()  # the old stream's last frames are good: finish them
             else:
                 self.stats.frames_dropped += self.ring.count  # too few for a window: nothing can cover them
         self.ring.reset()
