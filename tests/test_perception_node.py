@@ -183,6 +183,49 @@ def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_mod
     assert int(diag["frames_rejected"]) == 5 and int(diag["stream_resets"]) == 2
 
 
+def _rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@pytest.mark.slow
+def test_a_fuzzed_stream_loses_no_good_frame_and_memory_stays_bounded(processes, node_model, tmp_path):
+    """2,000 broken messages (random sizes, steps, encodings, lengths, stamps) between 40 good frames."""
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, node_model, "-p", "window_hop:=8", "-p", "point_tracks:=0",
+                      "-p", "input_depth:=1000", "-p", "max_image_pixels:=4000000")
+    node.wait_for_log("ready:")
+    count, every = 2000, 50
+    plan = [dict(kind="fuzz", count=count, good_every=every, height=48, width=64, start_ns=10**9, seed=7)]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    listener = TopicRecorder(domain, OUTPUTS)
+    try:
+        wait_until_connected(listener)
+        before = _rss_mib(node.proc.pid)
+        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
+                                tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(300) == 0, publisher.log()
+        listener.wait_until(lambda: int(listener.last_diagnostics().get("frames_received", 0)) >= count + count // every,
+                            120, "every message to reach the node")
+        listener.wait_for_node_outputs(PER_FRAME, 60)
+        after = _rss_mib(node.proc.pid)
+    finally:
+        listener.close()
+    assert node.alive()
+    diag = listener.last_diagnostics()
+    assert int(diag["frames_rejected"]) == count and int(diag["frames_accepted"]) == count // every, diag
+    assert int(diag["stream_resets"]) == 0, "a rejected message must not touch the stream"
+    stamps = sorted(messages.stamp_ns(m.header) for m in listener.messages("depth/image"))
+    assert stamps == [10**9 + j * 33_333_333 for j in range(count // every)], "every good frame, once"
+    assert after - before < 100, f"resident memory grew from {before:.0f} to {after:.0f} MiB"
+    log = node.log()
+    assert "over max_image_pixels (4000000)" in log and "truncated image data" in log
+    assert log.count("rejecting an image") < 200, "rejections are rate-limited per kind of problem"
+
+
 def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
     model = FourDS(tiny_config(frames=16, size=32, heads=("depth",)))
     with torch.no_grad():

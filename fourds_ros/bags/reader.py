@@ -65,8 +65,16 @@ def open_reader(path: Path):
     try:
         reader = AnyReader([path], default_typestore=typestore())
         reader.open()
+        reader.salvage_note = ""
     except Exception as exc:  # rosbags raises several types for broken metadata or storage
-        raise BagError(f"cannot open bag {path}: {exc}") from None
+        from .salvage import salvage
+        salvaged = salvage(path)  # a recording that died mid-write: its complete messages
+        if salvaged is None:
+            raise BagError(f"cannot open bag {path}: {exc}") from None
+        log.warning(salvaged[1])
+        reader = AnyReader([salvaged[0]], default_typestore=typestore())
+        reader.open()
+        reader.salvage_note = salvaged[1]
     return reader
 
 
@@ -132,6 +140,8 @@ def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None)
                   camera_info_for(topic)}
         connections = [c for c in reader.connections if c.topic in wanted]
         frames, gt_data = [], GroundTruth()
+        if reader.salvage_note:
+            gt_data.notes.append(reader.salvage_note)
         undecodable = 0
         try:
             for conn, _, raw in reader.messages(connections=connections):

@@ -7,6 +7,7 @@ which publishes it with that frame's stamp and frame id.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ PARAMETERS = [
           choices=EGOMOTION_MODES),
     Param("geometry_width", 320, "width of the grey frames the geometric stage tracks on (at most the camera's)",
           range=(32, 8192)),
+    Param("max_image_pixels", 50_000_000, "images with more pixels are rejected (a log line) before anything is "
+          "allocated for them", range=(1, 2_000_000_000)),
     Param("odom_frame", "fourds_odom", "frame of odometry/pose/path: the first camera frame of the stream"),
     Param("child_frame_id", "", "odometry child and tf frame (empty: the image's frame_id)"),
     Param("publish_tf", False, "publish odom_frame -> child_frame_id on /tf (needs tf2_msgs)"),
@@ -96,7 +99,7 @@ class PerceptionNode(Node):
                               max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"],
                               egomotion=p["egomotion"], geometry_width=p["geometry_width"],
                               refine_points=p["refine_points"], point_visibility=p["point_visibility"],
-                              rectify=p["rectify"])
+                              rectify=p["rectify"], max_image_pixels=p["max_image_pixels"])
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],
                                    p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"])
         try:  # the pipeline's worker thread hands each frame's output straight to the publishers
@@ -108,6 +111,7 @@ class PerceptionNode(Node):
         in_qos = qos(p["input_reliability"], p["input_depth"])
         self.pub_diag = self.create_publisher(DiagnosticArray, node_topic("diagnostics"), 10)
         self.reported_encodings: set[str] = set()
+        self.rejections: dict[str, tuple[float, int]] = {}  # problem kind -> (last logged, rejected since)
         self.reported_distortion_models: set[str] = set()
         if p["image_transport"] == "compressed":  # the image_transport convention: <image>/compressed
             self.create_subscription(CompressedImage, compressed(node_topic("image")), self._on_compressed, in_qos)
@@ -149,12 +153,25 @@ class PerceptionNode(Node):
                     self.reported_encodings.add(msg.encoding)
                     self.get_logger().error(f"rejecting images: {exc}")
             else:
-                self.get_logger().warning(f"rejecting an image: {exc}")
+                self._report_rejection(exc)
+
+    def _report_rejection(self, exc: ImageError) -> None:
+        """One line per kind of problem every 5 s, with how many of that kind were rejected in between: a
+        stream of broken messages must not flood the log, and each kind of problem is still named."""
+        kind = re.sub(r"\d+", "#", str(exc))  # the problem, whatever the sizes
+        now = time.monotonic()
+        last, suppressed = self.rejections.get(kind, (-1e9, 0))
+        if now - last < 5.0:
+            self.rejections[kind] = (last, suppressed + 1)
+            return
+        more = f" ({suppressed} more like it in the last {now - last:.0f} s)" if suppressed else ""
+        self.get_logger().warning(f"rejecting an image: {exc}{more}")
+        self.rejections[kind] = (now, 0)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         """jpeg/png frames (the compressed image_transport), decoded by OpenCV and pushed as bgr8 or mono8."""
         try:
-            image, encoding = decode_compressed(msg.data)
+            image, encoding = decode_compressed(msg.data, self.params["max_image_pixels"])
         except ImageError as exc:
             self.pipeline.stats.frames_received += 1
             self.pipeline.stats.frames_rejected += 1
@@ -165,7 +182,7 @@ class PerceptionNode(Node):
             self.pipeline.push(encoding, image.shape[0], image.shape[1], image.strides[0], image.data,
                                Time.from_msg(msg.header.stamp).nanoseconds, msg.header.frame_id)
         except ImageError as exc:
-            self.get_logger().warning(f"rejecting an image: {exc}", throttle_duration_sec=5.0)
+            self._report_rejection(exc)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, np.float64).reshape(3, 3)

@@ -67,9 +67,38 @@ def image_view(encoding: str, height: int, width: int, step: int, data) -> np.nd
     return _checked_rows(encoding, height, width, step, data, width * channels).reshape(height, width, channels)
 
 
-def decode_compressed(data) -> tuple[np.ndarray, str]:
+def check_pixel_count(height: int, width: int, max_pixels: int) -> None:
+    """One absurd message must not make the node allocate gigabytes: frames over the cap are rejected."""
+    if height > 0 and width > 0 and height * width > max_pixels:
+        raise ImageError(f"{width}x{height} is {height * width} pixels, over max_image_pixels ({max_pixels})")
+
+
+def compressed_size(data) -> tuple[int, int] | None:
+    """(height, width) from a png or jpeg header without decoding the image; None if neither can be read."""
+    head = bytes(data[:64 * 1024])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return height, width
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 < len(head):  # jpeg markers up to the frame header (SOF0..SOF15, not DHT/JPG/DAC)
+        if head[pos] != 0xFF:
+            return None
+        marker, length = head[pos + 1], int.from_bytes(head[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[pos + 5:pos + 7], "big"), int.from_bytes(head[pos + 7:pos + 9], "big")
+        pos += 2 + length
+    return None
+
+
+def decode_compressed(data, max_pixels: int = 50_000_000) -> tuple[np.ndarray, str]:
     """A `sensor_msgs/CompressedImage` payload (jpeg, png) -> an `(H, W, C)` uint8 image and its encoding
-    (`bgr8` or `mono8`), as OpenCV decodes it. Raises `ImageError` for anything else."""
+    (`bgr8` or `mono8`), as OpenCV decodes it. Raises `ImageError` for anything else, and before decoding for an
+    image whose header says it is over `max_pixels`."""
+    size = compressed_size(data)
+    if size is not None:
+        check_pixel_count(*size, max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if len(data) else None
     if image is None or image.dtype != np.uint8 or image.ndim == 3 and image.shape[2] != 3:
         raise ImageError(f"{len(data)} bytes that do not decode to an 8-bit grey or colour image")

@@ -26,8 +26,8 @@ from ..runtime import Backend, pad_queries
 from .camera import PixelMap, Rectifier, depth_at_pixels
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
-from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, converted_encoding, image_view, \
-    shrink, shrink_factor, shrink_map
+from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, check_pixel_count, \
+    converted_encoding, image_view, shrink, shrink_factor, shrink_map
 from .refine import VISIBILITY as POINT_VISIBILITY
 from .refine import PointRefiner
 from .stitching import DepthAligner, Trajectory, interpolate_pose
@@ -53,6 +53,7 @@ class StreamConfig:
     rectify: bool = True  # undistort frames whose camera_info carries a distortion model
     point_visibility: str = "refined"  # readout | refined | both: which occlusion signal `visible` carries
     geometry_width: int = 320  # grey frames for the geometric stage are at most this wide
+    max_image_pixels: int = 50_000_000  # larger frames are rejected before anything is allocated for them
 
     def validate(self) -> None:
         if self.window_len < 2:
@@ -70,6 +71,8 @@ class StreamConfig:
                              f"got {self.point_visibility!r}")
         if self.geometry_width < 32:
             raise ValueError(f"geometry_width must be at least 32, got {self.geometry_width}")
+        if self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be positive, got {self.max_image_pixels}")
 
 
 @dataclass
@@ -173,6 +176,7 @@ class StreamingPipeline:
         """Accept one camera frame. Raises `ImageError` (the frame is rejected, nothing else changes)."""
         self.stats.frames_received += 1
         try:
+            check_pixel_count(height, width, self.config.max_image_pixels)
             view = image_view(encoding, height, width, step, data)
         except ValueError:
             self.stats.frames_rejected += 1
