@@ -6,6 +6,7 @@ The plan is a list of steps: {"kind": "good"|"encoding"|"truncated"|"empty", "co
 {"kind": "fuzz", "count": N, "good_every": K, "height": H, "width": W, "start_ns": T0, "seed": S} sends N
 broken messages (random sizes, steps, encodings and lengths, each broken for at least one reason, at random
 stamps) with a good H x W frame after every K of them (its stamps advance by 1/30 s from T0).
+A step with "clock": true also publishes each frame's stamp on /clock first (a bag played with --clock).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import rclpy
 from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
@@ -91,8 +93,10 @@ def main() -> None:
     node = rclpy.create_node("scripted_publisher")
     qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
     pub = node.create_publisher(Image, "image", qos)
+    clock = node.create_publisher(Clock, "/clock", qos) if any(step.get("clock") for step in plan) else None
     deadline = time.monotonic() + 60
-    while pub.get_subscription_count() < 2:  # the node and the test's listener have matched this publisher
+    while pub.get_subscription_count() < 2 or clock is not None and clock.get_subscription_count() < 1:
+        # the node and the test's listener have matched the image publisher, the node the clock
         if time.monotonic() > deadline:
             sys.exit("scripted_publisher: the node and the listener did not subscribe within 60 s")
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -102,7 +106,12 @@ def main() -> None:
             continue
         frames = moving_pattern_clip(step["count"], step["height"], step["width"], seed=step.get("seed", 0))
         for i, frame in enumerate(frames):
-            pub.publish(image(step["kind"], frame, step["start_ns"] + i * PERIOD_NS))
+            stamp = step["start_ns"] + i * PERIOD_NS
+            if step.get("clock"):
+                tick = Clock()
+                tick.clock.sec, tick.clock.nanosec = divmod(stamp, 1_000_000_000)
+                clock.publish(tick)
+            pub.publish(image(step["kind"], frame, stamp))
             time.sleep(1 / 30)  # the camera's pace, not a synchronisation
     # Reliable delivery: every subscriber has acknowledged every sample before the process exits.
     if not pub.wait_for_all_acked(Duration(seconds=60)):

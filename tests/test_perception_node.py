@@ -226,6 +226,37 @@ def test_a_fuzzed_stream_loses_no_good_frame_and_memory_stays_bounded(processes,
     assert log.count("rejecting an image") < 200, "rejections are rate-limited per kind of problem"
 
 
+@pytest.mark.slow
+def test_a_bag_played_twice_under_sim_time_restarts_the_stream(processes, node_model, tmp_path):
+    """use_sim_time with /clock jumping back (a bag replayed, or looped): the stream restarts, nothing is lost."""
+    domain = next_domain()
+    node = start_node(processes, domain, tmp_path, node_model, "-p", "use_sim_time:=true", "-p", "window_hop:=8",
+                      "-p", "point_tracks:=0")
+    node.wait_for_log("ready:")
+    second = 10**9
+    plan = [dict(kind="good", count=24, height=48, width=64, start_ns=100 * second, clock=True),
+            dict(kind="good", count=24, height=48, width=64, start_ns=100 * second, clock=True, seed=1)]
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    listener = TopicRecorder(domain, OUTPUTS)
+    try:
+        wait_until_connected(listener)
+        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
+                                tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(120) == 0, publisher.log()
+        listener.wait_until(lambda: int(listener.last_diagnostics().get("frames_emitted", 0)) >= 48, 60,
+                            "both plays' outputs")
+        listener.wait_for_node_outputs(PER_FRAME, 30)
+    finally:
+        listener.close()
+    assert node.alive()
+    diag = listener.last_diagnostics()
+    assert int(diag["stream_resets"]) == 1 and int(diag["frames_dropped"]) == 0, diag
+    assert "stamps went backwards" in node.log()
+    stamps = [messages.stamp_ns(m.header) for m in listener.messages("depth/image")]
+    assert len(stamps) == 48 and sorted(stamps[:24]) == sorted(stamps[24:]), "each play published once"
+
+
 def test_non_finite_model_outputs_are_dropped_and_counted(processes, tmp_path):
     model = FourDS(tiny_config(frames=16, size=32, heads=("depth",)))
     with torch.no_grad():

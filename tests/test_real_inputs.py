@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -291,6 +292,55 @@ def test_a_compressed_image_bag_goes_through_eval(tmp_path, tiny_model):
     report = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert report["frames"] == 19 and "egomotion" in report["model_metrics"], result.stdout
     assert any("did not decode" in n for n in report["input_notes"])
+
+
+def _sqlite3_copy(source: Path, out: Path) -> Path:
+    """The bag at `source` written again with the sqlite3 storage plugin."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from fourds_ros.bags.topics import typestore
+    store = typestore()
+    with AnyReader([source], default_typestore=store) as reader, \
+            Writer(out, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            writer.write(connections[connection.id], stamp, raw)
+    return out
+
+
+def _cut_short(bag: Path, fraction: float, keep_metadata: bool) -> None:
+    """What a recorder killed mid-write leaves: a storage file cut off (and, if it died early, no metadata)."""
+    (storage,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    storage.write_bytes(storage.read_bytes()[: int(storage.stat().st_size * fraction)])
+    if not keep_metadata:
+        (bag / "metadata.yaml").unlink()
+
+
+@pytest.mark.parametrize("storage, keep_metadata", [("mcap", True), ("sqlite3", True), ("sqlite3", False)])
+def test_a_recording_cut_short_is_scored_up_to_the_damage(tmp_path, tiny_model, storage, keep_metadata):
+    bag = tmp_path / "bag"
+    if storage == "mcap":
+        shutil.copytree(REPO / "data" / "sample_bag", bag)
+    else:
+        _sqlite3_copy(REPO / "data" / "sample_bag", bag)
+    _cut_short(bag, 0.6, keep_metadata)
+    cli("eval", bag, "--model", tiny_model, "--out", tmp_path / "r")
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert 16 <= report["frames"] < 48, report["frames"]
+    assert any("damaged" in n or "truncated" in n for n in report["input_notes"]), report["input_notes"]
+    assert {"depth", "egomotion", "point_tracks", "box_tracks"} <= set(report["model_metrics"])
+
+
+@pytest.mark.slow
+def test_a_recording_cut_short_replays_through_the_node_up_to_the_damage(tmp_path, tiny_model):
+    from fourds_ros.ros.replay import replay
+    bag = tmp_path / "bag"
+    shutil.copytree(REPO / "data" / "sample_bag", bag)
+    _cut_short(bag, 0.6, keep_metadata=False)
+    report = replay(bag, tiny_model, tmp_path / "r", domain=78)
+    assert 16 <= report["frames"] < 48
+    assert report["runtime"]["end_to_end_latency_ms"]["frames"] == report["frames"]
+    assert any("damaged" in n for n in report["input_notes"])
 
 
 def test_a_ros1_bag_goes_through_eval_with_poses_from_a_tum_file(tmp_path, tiny_model):

@@ -128,6 +128,18 @@ def _decoded_frame(msg, stamp: int) -> Frame:
     return Frame(stamp, msg.header.frame_id, encoding, h, w, image.strides[0], image.tobytes())
 
 
+def _drop_frames_past_the_truth(frames: list[Frame], gt: GroundTruth) -> None:
+    """A recording cut short ends with frames whose ground truth (written after them) was lost: they go, so
+    the frames kept are scored on every part the rest of the recording has."""
+    tables = [getattr(gt, name) for name in gt.present()]
+    dropped = 0
+    while frames and tables and any(frames[-1].stamp_ns not in table for table in tables):
+        frames.pop()
+        dropped += 1
+    if dropped:
+        gt.notes.append(f"the last {dropped} frames read had lost their ground truth to the damage and were left out")
+
+
 def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None) -> tuple[str, list[Frame], GroundTruth]:
     """Camera frames of `image_topic` (or the bag's camera topic) and whatever ground truth the bag holds.
 
@@ -182,6 +194,8 @@ def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None)
                     f"({type(exc).__name__}: {exc}); scored the frames read")
             log.warning(note)
             gt_data.notes.append(note)
+        if reader.salvage_note or len(gt_data.notes) > bool(reader.salvage_note):
+            _drop_frames_past_the_truth(frames, gt_data)
     finally:
         reader.close()
     if undecodable:

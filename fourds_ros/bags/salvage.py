@@ -3,12 +3,14 @@
 rosbags opens an mcap through the footer and summary at its end, and a sqlite3 bag through `metadata.yaml`; a
 recorder killed mid-write (power loss, a full disk) leaves neither. Salvage reads the storage file from its start
 instead (mcap records one after another, down into uncompressed chunks, until the first incomplete one; sqlite3
-rows in time order until the first unreadable page) and writes every complete message of a known type into a new
-rosbag2 in a temporary directory, which the normal reader then opens.
+rows in insertion order until the first unreadable page) and writes every complete message of a known type into
+a new rosbag2 in a temporary directory (removed when the process exits), which the normal reader then opens.
 """
 from __future__ import annotations
 
+import atexit
 import mmap
+import shutil
 import sqlite3
 import struct
 import tempfile
@@ -48,6 +50,7 @@ def salvage(path: Path) -> tuple[Path, str] | None:
     if not found.messages:
         return None
     out = Path(tempfile.mkdtemp(prefix="fourds_ros-salvaged-")) / Path(path).name
+    atexit.register(shutil.rmtree, out.parent, True)  # the copy lives as long as the process reading it
     kept = _write(found, out)
     note = (f"bag {path} is damaged ({found.stopped_at}); read the {kept} complete messages before the damage "
             f"(a salvaged copy in {out})")
@@ -125,6 +128,32 @@ def _string(data, pos: int) -> tuple[str, int]:
 
 
 def _read_sqlite3(path: Path) -> Salvaged:
+    with tempfile.TemporaryDirectory(prefix="fourds_ros-sqlite3-") as tmp:
+        return _read_sqlite3_rows(_whole_pages(path, Path(tmp) / path.name))
+
+
+def _whole_pages(path: Path, copy: Path) -> Path:
+    """A copy of a cut-off database that SQLite will read: whole pages only, and a header that says so.
+
+    The header of a database cut off mid-write still counts the pages it had, and SQLite trusts that count and
+    calls the file malformed; with the count of the pages that are really there, it reads every row whose pages
+    survived.
+    """
+    shutil.copyfile(path, copy)
+    with open(copy, "r+b") as f:
+        header = f.read(100)
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+            raise ValueError("not an SQLite database")
+        (page_size,) = struct.unpack(">H", header[16:18])
+        page_size = 65536 if page_size == 1 else page_size
+        pages = copy.stat().st_size // page_size
+        f.truncate(pages * page_size)
+        f.seek(28)
+        f.write(struct.pack(">I", pages))
+    return copy
+
+
+def _read_sqlite3_rows(path: Path) -> Salvaged:
     found = Salvaged()
     db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     try:
