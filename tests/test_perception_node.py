@@ -79,10 +79,10 @@ PER_FRAME = ["depth/image", "odometry"]
 
 
 def wait_until_connected(listener: TopicRecorder) -> None:
-    """The listener has discovered the node's per-frame publishers and heard its diagnostics (so the node's
-    side has matched the listener too): outputs published from now on reach it."""
-    listener.wait_until(lambda: all(listener.node.count_publishers(f"/{t}") > 0 for t in PER_FRAME)
-                        and listener.messages("/diagnostics"), 60, "the node's publishers and first diagnostics")
+    """The listener is matched to the node's per-frame publishers and has heard its diagnostics: outputs
+    published from now on reach it."""
+    listener.wait_until_matched(60, PER_FRAME)
+    listener.wait_until(lambda: listener.messages("/diagnostics"), 60, "the node's first diagnostics")
 
 
 def test_stream_through_the_node(processes, node_model, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from bag_damage import cut_short, sqlite3_copy
 from conftest import REPO, cli, tiny_config
 from fourds_ros.bags.convert import ConvertError, convert
 from fourds_ros.bags.reader import read_bag
@@ -294,36 +295,14 @@ def test_a_compressed_image_bag_goes_through_eval(tmp_path, tiny_model):
     assert any("did not decode" in n for n in report["input_notes"])
 
 
-def _sqlite3_copy(source: Path, out: Path) -> Path:
-    """The bag at `source` written again with the sqlite3 storage plugin."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from fourds_ros.bags.topics import typestore
-    store = typestore()
-    with AnyReader([source], default_typestore=store) as reader, \
-            Writer(out, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        connections = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
-        for connection, stamp, raw in reader.messages():
-            writer.write(connections[connection.id], stamp, raw)
-    return out
-
-
-def _cut_short(bag: Path, fraction: float, keep_metadata: bool) -> None:
-    """What a recorder killed mid-write leaves: a storage file cut off (and, if it died early, no metadata)."""
-    (storage,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
-    storage.write_bytes(storage.read_bytes()[: int(storage.stat().st_size * fraction)])
-    if not keep_metadata:
-        (bag / "metadata.yaml").unlink()
-
-
 @pytest.mark.parametrize("storage, keep_metadata", [("mcap", True), ("sqlite3", True), ("sqlite3", False)])
 def test_a_recording_cut_short_is_scored_up_to_the_damage(tmp_path, tiny_model, storage, keep_metadata):
     bag = tmp_path / "bag"
     if storage == "mcap":
         shutil.copytree(REPO / "data" / "sample_bag", bag)
     else:
-        _sqlite3_copy(REPO / "data" / "sample_bag", bag)
-    _cut_short(bag, 0.6, keep_metadata)
+        sqlite3_copy(REPO / "data" / "sample_bag", bag)
+    cut_short(bag, 0.6, keep_metadata)
     cli("eval", bag, "--model", tiny_model, "--out", tmp_path / "r")
     report = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert 16 <= report["frames"] < 48, report["frames"]
@@ -336,7 +315,7 @@ def test_a_recording_cut_short_replays_through_the_node_up_to_the_damage(tmp_pat
     from fourds_ros.ros.replay import replay
     bag = tmp_path / "bag"
     shutil.copytree(REPO / "data" / "sample_bag", bag)
-    _cut_short(bag, 0.6, keep_metadata=False)
+    cut_short(bag, 0.6, keep_metadata=False)
     report = replay(bag, tiny_model, tmp_path / "r", domain=78)
     assert 16 <= report["frames"] < 48
     assert report["runtime"]["end_to_end_latency_ms"]["frames"] == report["frames"]

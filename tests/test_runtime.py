@@ -154,6 +154,21 @@ def test_unwritable_graph_caches_fall_back_and_name_the_directory(tmp_path, monk
     assert backend.run(np.zeros(backend.spec.video_shape, np.uint8))["depth"].shape[1:4] == backend.spec.clip
 
 
+def test_leftovers_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    from fourds_ros.runtime.graph_files import remove_leftovers
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead, alive = finished.pid, os.getpid()
+    for pid in (dead, alive):
+        (tmp_path / f".graph.onnx.tmp-{pid}").write_bytes(b"half a graph")
+        (tmp_path / f".export-{pid}-x1y2").mkdir()
+    (tmp_path / "graph.onnx").write_bytes(b"a graph")
+    removed = remove_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([f".graph.onnx.tmp-{dead}", f".export-{dead}-x1y2"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["graph.onnx", f".graph.onnx.tmp-{alive}",
+                                                                  f".export-{alive}-x1y2"])
+
+
 def test_the_default_model_runs_on_onnxruntime_without_importing_torch():
     """A robot that only runs the node installs no torch: the shipped graph is found and run without it."""
     code = ("import sys, numpy as np\n"

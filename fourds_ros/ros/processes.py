@@ -136,11 +136,12 @@ class TopicRecorder:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def wait_until_matched(self, timeout: float) -> None:
-        """Until every recorded topic has a matched publisher (discovered and QoS-compatible): a message sent
-        before that is not delivered."""
-        self.wait_until(lambda: all(s.get_publisher_count() > 0 for s in self.subscriptions), timeout,
-                        f"publishers of {sorted(self.received)}")
+    def wait_until_matched(self, timeout: float, topics: list[str] | None = None) -> None:
+        """Until every recorded topic (or those of `topics`) has a matched publisher (discovered and
+        QoS-compatible): a message sent before that is not delivered."""
+        chosen = [s for s, topic in zip(self.subscriptions, self.received) if topics is None or topic in topics]
+        self.wait_until(lambda: all(s.get_publisher_count() > 0 for s in chosen), timeout,
+                        f"publishers of {topics or sorted(self.received)}")
 
     def last_diagnostics(self) -> dict[str, str]:
         """The key/values of the newest /diagnostics message ({} before the first; needs '/diagnostics' recorded)."""

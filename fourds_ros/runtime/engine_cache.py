@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend import BackendError
-from .graph_files import atomic_write, cache_root
+from .graph_files import atomic_write, cache_root, remove_leftovers
 
 log = logging.getLogger("fourds_ros.runtime.tensorrt")
 
@@ -166,6 +166,7 @@ class EngineCache:
         `max_bytes`; never `keep`. Returns the removed engine files."""
         if not self.directory.is_dir():
             return []
+        remove_leftovers(self.directory)
         engines = sorted(self.directory.glob("*.engine"), key=lambda p: p.stat().st_mtime, reverse=True)
         now, total, removed = time.time(), 0, []
         for path in engines:

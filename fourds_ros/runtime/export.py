@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 from ..model import load_model_dir
 from ..model.model_dir import WEIGHTS_FILE, sha256_file
 from .graph import InferenceGraph
-from .graph_files import ExportError, GraphSpec, write_record
+from .graph_files import ExportError, GraphSpec, work_directory, write_record
 from .quantize import quantize_int8
 
 # Opset 20 has a native Gelu(approximate="tanh"): ~10% faster in onnxruntime than the decomposed form.
@@ -40,7 +39,7 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = graph.example_inputs(batch)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+    with work_directory(out_dir, "export") as tmp:
         tmp_path = Path(tmp) / f"{spec.stem}.onnx"
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")

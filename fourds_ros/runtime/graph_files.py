@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +56,47 @@ class GraphSpec:
                 "float_input": self.float_input, "precision": self.precision}
 
 
+def temporary_name(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place; the writer's pid marks it as its own."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def work_directory(parent: Path, purpose: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory inside `parent` (same filesystem: its files can be renamed into place)."""
+    return tempfile.TemporaryDirectory(dir=parent, prefix=f".{purpose}-{os.getpid()}-")
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Temporary files and directories of writers that died (SIGKILL, power loss) before renaming them."""
+    removed = []
+    for path in Path(directory).glob(".*") if Path(directory).is_dir() else []:
+        match = re.fullmatch(r"\..+\.tmp-(\d+)|\.[a-z]+-(\d+)-.+", path.name)
+        if match is None or _alive(int(match.group(1) or match.group(2))):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d leftovers of interrupted writes from %s", len(removed), directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """`path` holds either its old content or all of `data`, whatever happens to this process."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -142,6 +181,8 @@ def find_or_export(model_dir: Path, clip: tuple[int, int, int] | None = None, he
     heads = tuple(h for h in config.heads if heads is None or h in heads)
     wanted = GraphSpec(clip, heads, batch, float_input, precision)
     directories = graph_dirs(model_dir, weights_sha)
+    for directory in directories:
+        remove_leftovers(directory)
     found = find_graph(directories, wanted, weights_sha)
     if found is not None:
         return found

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..model.model_dir import sha256_file
-from .graph_files import read_record, write_record
+from .graph_files import read_record, work_directory, write_record
 
 
 def quantize_int8(fp32_path: Path, fp32_record: dict[str, Any], out_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -44,7 +43,7 @@ def quantize_exported(fp32_path: Path, out_dir: Path) -> Path:
     """Quantise an exported fp32 graph (with its record) into `out_dir`; returns the int8 graph's path."""
     record = read_record(fp32_path)
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".quantize-") as tmp:
+    with work_directory(out_dir, "quantize") as tmp:
         tmp_path, record = quantize_int8(fp32_path, record, Path(tmp))
         path = out_dir / tmp_path.name
         os.replace(tmp_path, path)
