@@ -85,6 +85,24 @@ def wait_until_connected(listener: TopicRecorder) -> None:
     listener.wait_until(lambda: listener.messages("/diagnostics"), 60, "the node's first diagnostics")
 
 
+def run_plan(processes, domain, tmp_path, plan: list, done, what: str) -> TopicRecorder:
+    """Play `plan` into the node with tests/scripted_publisher.py; wait until `done(diagnostics)` holds and the
+    outputs of every frame the node emitted have arrived. Returns the listener (closed) with what it recorded."""
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    listener = TopicRecorder(domain, OUTPUTS)
+    try:
+        wait_until_connected(listener)
+        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
+                                tmp_path)
+        processes.append(publisher)
+        assert publisher.wait(300) == 0, publisher.log()
+        listener.wait_until(lambda: done(listener.last_diagnostics()), 120, what)
+        listener.wait_for_node_outputs(PER_FRAME, 60)
+    finally:
+        listener.close()
+    return listener
+
+
 def test_stream_through_the_node(processes, node_model, tmp_path):
     domain = next_domain()
     node = start_node(processes, domain, tmp_path, node_model, "-p", "window_hop:=4", "-p", "point_tracks:=8")
@@ -154,20 +172,8 @@ def test_bad_input_is_rejected_and_the_node_keeps_publishing(processes, node_mod
             dict(kind="good", count=12, height=48, width=64, start_ns=6 * second),
             dict(kind="good", count=20, height=40, width=40, start_ns=8 * second),   # size change
             dict(kind="good", count=20, height=40, width=40, start_ns=second // 5)]   # stamps go backwards
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    listener = TopicRecorder(domain, OUTPUTS)
-    try:
-        wait_until_connected(listener)
-        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
-                            tmp_path)
-        processes.append(publisher)
-        assert publisher.wait(60) == 0, publisher.log()
-        listener.wait_until(lambda: int(listener.last_diagnostics().get("stream_resets", 0)) >= 2
-                            and int(listener.last_diagnostics().get("frames_emitted", 0)) >= 64, 30,
-                            "outputs after the last reset")
-        listener.wait_for_node_outputs(PER_FRAME, 30)
-    finally:
-        listener.close()
+    listener = run_plan(processes, domain, tmp_path, plan, lambda d: int(d.get("stream_resets", 0)) >= 2 and
+                        int(d.get("frames_emitted", 0)) >= 64, "outputs after the last reset")
     assert node.alive()
     log = node.log()
     assert log.count("unsupported encoding 'nv21'") == 1, "one log line per unknown encoding, not per frame"
@@ -199,21 +205,11 @@ def test_a_fuzzed_stream_loses_no_good_frame_and_memory_stays_bounded(processes,
     node.wait_for_log("ready:")
     count, every = 2000, 50
     plan = [dict(kind="fuzz", count=count, good_every=every, height=48, width=64, start_ns=10**9, seed=7)]
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    listener = TopicRecorder(domain, OUTPUTS)
-    try:
-        wait_until_connected(listener)
-        before = _rss_mib(node.proc.pid)
-        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
-                                tmp_path)
-        processes.append(publisher)
-        assert publisher.wait(300) == 0, publisher.log()
-        listener.wait_until(lambda: int(listener.last_diagnostics().get("frames_received", 0)) >= count + count // every,
-                            120, "every message to reach the node")
-        listener.wait_for_node_outputs(PER_FRAME, 60)
-        after = _rss_mib(node.proc.pid)
-    finally:
-        listener.close()
+    before = _rss_mib(node.proc.pid)
+    listener = run_plan(processes, domain, tmp_path, plan,
+                        lambda d: int(d.get("frames_received", 0)) >= count + count // every,
+                        "every message to reach the node")
+    after = _rss_mib(node.proc.pid)
     assert node.alive()
     diag = listener.last_diagnostics()
     assert int(diag["frames_rejected"]) == count and int(diag["frames_accepted"]) == count // every, diag
@@ -236,19 +232,8 @@ def test_a_bag_played_twice_under_sim_time_restarts_the_stream(processes, node_m
     second = 10**9
     plan = [dict(kind="good", count=24, height=48, width=64, start_ns=100 * second, clock=True),
             dict(kind="good", count=24, height=48, width=64, start_ns=100 * second, clock=True, seed=1)]
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    listener = TopicRecorder(domain, OUTPUTS)
-    try:
-        wait_until_connected(listener)
-        publisher = NodeProcess("python", [REPO / "tests" / "scripted_publisher.py", tmp_path / "plan.json"], domain,
-                                tmp_path)
-        processes.append(publisher)
-        assert publisher.wait(120) == 0, publisher.log()
-        listener.wait_until(lambda: int(listener.last_diagnostics().get("frames_emitted", 0)) >= 48, 60,
-                            "both plays' outputs")
-        listener.wait_for_node_outputs(PER_FRAME, 30)
-    finally:
-        listener.close()
+    listener = run_plan(processes, domain, tmp_path, plan, lambda d: int(d.get("frames_emitted", 0)) >= 48,
+                        "both plays' outputs")
     assert node.alive()
     diag = listener.last_diagnostics()
     assert int(diag["stream_resets"]) == 1 and int(diag["frames_dropped"]) == 0, diag
