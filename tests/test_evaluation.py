@@ -67,7 +67,12 @@ def test_eval_cli_writes_the_report_and_video(eval_model, tmp_path):
 def test_replay_through_the_node_matches_eval(eval_model, eval_report, tmp_path):
     from fourds_ros.ros.replay import replay
     from ros_helpers import next_domain
-    report = replay(SAMPLE_BAG, eval_model, tmp_path / "replay", domain=next_domain())
+    # Played slowly enough that this machine, however fast or loaded, keeps up with every window: a third of the
+    # real-time rate that the offline run's own time per frame allows (never faster than real time).
+    offline_report = eval_report[0]
+    per_frame_s = offline_report["wall_time_s"] / offline_report["frames"]
+    rate = min(1.0, (1 / 30) / (3 * per_frame_s))
+    report = replay(SAMPLE_BAG, eval_model, tmp_path / "replay", domain=next_domain(), rate=rate)
     diag = report["runtime"]["node_diagnostics"]
     assert int(diag["windows_dropped"]) == 0 and int(diag["frames_dropped"]) == 0, diag
     assert report["runtime"]["end_to_end_latency_ms"]["frames"] == report["frames"]
@@ -99,12 +104,13 @@ def test_bags_that_cannot_be_scored_say_why(tmp_path, eval_model):
         writer.write(conn, 0, store.serialize_cdr(msg, "geometry_msgs/msg/PoseStamped"))
     with pytest.raises(BagError, match="has no image topic"):
         read_bag(tmp_path / "poses_only")
-    # A truncated bag.
+    # A recording cut short is read up to the damage (test_real_inputs.py scores some); one cut before its
+    # first message has nothing to read.
     truncated = tmp_path / "truncated"
     shutil.copytree(SAMPLE_BAG, truncated)
     mcap = next(truncated.glob("*.mcap"))
-    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
-    with pytest.raises(BagError, match="truncated|cannot open"):
+    mcap.write_bytes(mcap.read_bytes()[:200])
+    with pytest.raises(BagError, match="cannot open"):
         read_bag(truncated)
     result = cli("eval", truncated, "--model", eval_model, "--out", tmp_path / "r", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr and str(truncated) in result.stderr

@@ -53,7 +53,8 @@ def processes():
 
 def start_node(processes, domain, tmp_path, model_dir, *extra: str, params_file=PARAMS_FILE) -> NodeProcess:
     node = NodeProcess("perception_node", ["--ros-args", "--params-file", params_file, "-p", f"model_dir:={model_dir}",
-                                       "-p", "input_reliability:=reliable", "-p", "diagnostics_period:=0.2", *extra],
+                                       "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
+                                       "-p", "diagnostics_period:=0.2", *extra],
                    domain, tmp_path)
     processes.append(node)
     return node
