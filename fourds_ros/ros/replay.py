@@ -132,6 +132,7 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
           frames) -> dict[int, float]:
     """Publish the bag's messages with their original spacing (divided by `rate`); returns publish time per image stamp."""
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import PointCloud2
@@ -196,6 +197,11 @@ def _play(bag: Path, image_topic: str, rate: float, domain: int, point_query, bo
                     (seeds_points if kind == "points" else seeds_boxes).publish(cloud)
                 published_at[int(stamp)] = time.time()
             publishers[conn.topic].publish(bytes(raw))
+        # Reliable delivery ends when every subscriber has acknowledged every sample: a player torn down before
+        # that loses the last messages.
+        for publisher in (*publishers.values(), seeds_points, seeds_boxes, clock):
+            if not publisher.wait_for_all_acked(Duration(seconds=30)):
+                log.warning(f"{publisher.topic_name}: not every sample was acknowledged within 30 s")
     except RuntimeError:
         raise
     except Exception as exc:
