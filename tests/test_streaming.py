@@ -141,12 +141,14 @@ class Collector:
         assert len(self.outputs) >= count, f"got {len(self.outputs)} outputs, expected {count}"
 
 
-def _push_clip(pipeline, clip, start_ns=0, period_ns=33_000_000, pace_s=0.0):
+def _push_clip(pipeline, clip, start_ns=0, period_ns=33_000_000, settle=False):
+    """Push `clip`; with `settle`, each frame waits until the pipeline is idle, so no window is ever replaced
+    by a newer one, however slow this machine is."""
     for i, frame in enumerate(clip):
         pipeline.push("rgb8", frame.shape[0], frame.shape[1], frame.shape[1] * 3, frame.tobytes(),
                       start_ns + i * period_ns, "camera_optical")
-        if pace_s:
-            time.sleep(pace_s)
+        if settle:
+            pipeline.wait_idle()
 
 
 def test_every_accepted_frame_is_emitted_once_in_order(stream_model):
@@ -154,7 +156,7 @@ def test_every_accepted_frame_is_emitted_once_in_order(stream_model):
     pipeline = StreamingPipeline(create_backend("onnxruntime", stream_model), StreamConfig(window_hop=4, point_tracks=4),
                                  collector)
     clip = moving_pattern_clip(40, 48, 64)
-    _push_clip(pipeline, clip, pace_s=0.02)
+    _push_clip(pipeline, clip, settle=True)
     collector.wait_for(40)
     pipeline.close()
     stamps = [o.info.stamp_ns for o in collector.outputs]
@@ -196,7 +198,7 @@ def test_non_finite_outputs_drop_the_window(tmp_path):
     collector = Collector()
     pipeline = StreamingPipeline(create_backend("onnxruntime", save_model_dir(model, tmp_path / "m")),
                                  StreamConfig(window_hop=16, point_tracks=0), collector)
-    _push_clip(pipeline, moving_pattern_clip(32, 32, 32), pace_s=0.02)
+    _push_clip(pipeline, moving_pattern_clip(32, 32, 32), settle=True)
     deadline = time.monotonic() + 120  # a deadline for failures only
     while pipeline.stats.windows_nonfinite < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
