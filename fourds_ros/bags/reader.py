@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..streaming.frames import SUPPORTED, converted_encoding, image_view, to_rgb
+from ..streaming.frames import SUPPORTED, converted_encoding, decode_compressed, image_view, to_rgb
 from .topics import TOPICS, TYPES, camera_info_for, compressed, typestore
 from .track_layout import BOX_DTYPE, POINT_DTYPE, unpack
 
@@ -112,18 +112,8 @@ def _stamp(header) -> int:
 
 
 def _decoded_frame(msg, stamp: int) -> Frame:
-    """A CompressedImage (jpeg/png) as a raw frame; raises ValueError when it does not decode."""
-    import cv2
-    image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{msg.format or 'compressed'} data of {len(msg.data)} bytes does not decode")
-    if image.dtype != np.uint8:
-        image = (image >> 8).astype(np.uint8)
-    if image.ndim == 2:
-        encoding = "mono8"
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        encoding = "rgb8"
+    """A CompressedImage (jpeg/png) as a raw frame, decoded as the node decodes it; ValueError when it does not."""
+    image, encoding = decode_compressed(bytes(msg.data))
     h, w = image.shape[:2]
     return Frame(stamp, msg.header.frame_id, encoding, h, w, image.strides[0], image.tobytes())
 
