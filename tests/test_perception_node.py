@@ -281,19 +281,22 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     try:
         wait_until_connected(listener)
         play_frames(processes, domain, tmp_path, 90, 120, "-p", f"rate:={rate:.1f}")
-        listener.wait_for_node_outputs(PER_FRAME, 30)
+        # Every frame received, not just those heard so far: a reliable sample lost in a burst arrives late.
+        diag = listener.wait_for_node_outputs(PER_FRAME, 60, min_received=90)
     finally:
         listener.close()
-    diag = listener.last_diagnostics()
-    assert int(diag["windows_dropped"]) > 10, diag
     latency = [received - messages.stamp_ns(m.header) / 1e9 for received, m in listener.timed("depth/image")]
+    context = {"diagnostics": diag, "rate_hz": rate, "latency_s": [round(x, 3) for x in latency]}
+    assert int(diag["windows_dropped"]) > 10, context
     window_max = float(diag["window_latency_max_ms"]) / 1e3
-    assert len(latency) == int(diag["frames_emitted"]) > 60
-    # No queue: once the first window is full (its frames wait for the ones after them, by design), the worst
-    # frame waits about two windows, and the last frames wait no more than a window longer than the early ones
-    # (a queue at four times overload would add a window every few frames).
-    assert max(latency[16:]) < 2 * window_max + 0.5, (latency, window_max)
-    assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + window_max, (latency, window_max)
+    # Enough frames for the comparisons below; how many of the 90 a window covers depends on the load.
+    assert len(latency) == int(diag["frames_emitted"]) > 30, context
+    # No queue: once the first window is full (its frames wait for the ones after them, by design), a frame
+    # waits for the window running when it arrived and then its own, plus transport; the last frames wait no
+    # longer than the early ones. A queue at four times overload would grow by three windows every four frames,
+    # tens of windows by the end, so the slack below (for a loaded machine's scheduling) cannot hide one.
+    assert max(latency[16:]) < 3 * window_max + 1.0, context
+    assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + 2 * window_max, context
 
 
 @pytest.mark.parametrize("name, value, message", [
