@@ -4,7 +4,8 @@
    (real frames of ../shared/real/holo_office_b resized, or a procedural clip without them), per window.
 2. Quality: `fourds-ros eval` of the default model with each egomotion mode on the real sequences (converted
    from ../shared/real into a temporary folder, never into the project) and the synthetic held-out bags
-   (seeds 1001-1005), next to ORB VO; point tracks with and without refinement next to Lucas-Kanade.
+   (seeds 1001-1005; standing camera with people walking by: 2001-2003), next to ORB VO; point tracks with and
+   without refinement next to Lucas-Kanade.
 Prints JSON and writes benchmarks/results/geometry-<device>.json.
 
     .venv/bin/python benchmarks/geometry_stage.py [--quick]
@@ -98,10 +99,14 @@ def quality(workdir: Path, quick: bool) -> dict:
         convert(REAL / "euroc_v101_static", workdir / "euroc_v101_static", overwrite=True,
                 gt=REAL / "euroc_v101_static" / "gt_vicon2gt_V1_01_easy_20hz.csv")
         bags["euroc_v101_static"] = workdir / "euroc_v101_static"
+    os.environ.setdefault("MUJOCO_GL", "egl")
     for seed in (1001,) if quick else (1001, 1002, 1003, 1004, 1005):
-        os.environ.setdefault("MUJOCO_GL", "egl")
         write_bag(generate(seed, 96, 96, 128), workdir / f"seed{seed}", overwrite=True)
         bags[f"seed{seed}"] = workdir / f"seed{seed}"
+    # A standing camera while people walk across its view (held-out seeds too).
+    for seed in (2001,) if quick else (2001, 2002, 2003):
+        write_bag(generate(seed, 96, 96, 128, camera_motion="standing"), workdir / f"standing{seed}", overwrite=True)
+        bags[f"standing{seed}"] = workdir / f"standing{seed}"
     rows = {}
     for name, bag in bags.items():
         row = {}

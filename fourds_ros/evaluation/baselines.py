@@ -4,6 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..streaming.klt import LucasKanade
+
 
 def lucas_kanade_tracks(frames: list[np.ndarray], queries: np.ndarray, query_frames: np.ndarray,
                         max_error: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
@@ -19,18 +21,13 @@ def lucas_kanade_tracks(frames: list[np.ndarray], queries: np.ndarray, query_fra
     visible = np.zeros((n, total), bool)
     alive = np.zeros(n, bool)
     position = np.zeros((n, 2), np.float32)
-    params = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    tracker = LucasKanade(window=21, iterations=30, epsilon=0.01, forward_backward_px=None, max_error=max_error)
     for f in range(total):
         starting = query_frames == f
         position[starting], alive[starting] = queries[starting], True
         if f > 0 and alive.any():
             ids = np.flatnonzero(alive)
-            moved, status, error = cv2.calcOpticalFlowPyrLK(grey[f - 1], grey[f], position[ids].reshape(-1, 1, 2),
-                                                            None, **params)
-            moved = moved.reshape(-1, 2)
-            h, w = grey[f].shape
-            ok = (status.ravel() == 1) & (error.ravel() < max_error) & (moved[:, 0] >= 0) & (moved[:, 0] < w) \
-                & (moved[:, 1] >= 0) & (moved[:, 1] < h)
+            moved, ok = tracker.track(grey[f - 1], grey[f], position[ids])
             position[ids[ok]] = moved[ok]
             alive[ids[~ok]] = False
         tracks[:, f] = position

@@ -3,7 +3,9 @@
 Per frame, features of the current keyframe are tracked with pyramidal Lucas-Kanade (forward-backward
 checked) at a reduced "geometry" resolution. Their two-view geometry against the keyframe gives the motion:
 - median feature displacement below `standing_px` (the angle `standing_deg` at the focal length): the camera
-  stands; the pose is exactly the keyframe's;
+  stands; the pose is exactly the keyframe's. Once enough tracks have stood still for `settled_frames`,
+  the median is theirs: a person walking close to a standing camera can bring most of the features and move
+  them alike, and must not move the camera. While it stands, tracks that move far are dropped (movers);
 - otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
   gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
   Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation;
@@ -28,7 +30,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .klt import lk_params, track_checked
+from .klt import LucasKanade
 
 MODES = ("geometric", "readout", "fused")
 # Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
@@ -45,6 +47,14 @@ class EgomotionConfig:
     # noise); the motion is not lost if it continues: it is measured against the keyframe once it is larger.
     standing_deg: float = 0.25
     keyframe_deg: float = 2.0  # rotation-compensated parallax (as an angle) that starts a new keyframe
+    # While the camera stands, a track displaced by more than this many times the standing threshold is on
+    # an object moving by itself and is dropped.
+    moving_factor: float = 4.0
+    settled_frames: int = 5  # frames a track stood still (the camera standing) before it speaks for the scene
+    min_settled: int = 5  # settled tracks enough to speak for the scene (a body close by may hide the rest)
+    # A standing camera whose settled tracks were all hidden is taken to stand for this many frames (half a
+    # second at 30 Hz): a body passing right in front of the lens; real motion is measured after it.
+    hidden_standing_frames: int = 15
     max_gap_frames: int = 16  # frames between two tracked frames beyond which tracking restarts
     pnp_below_deg: float = 1.0  # below this parallax the depth-lifted tracks (PnP) give the motion, not E
     min_inliers: int = 15
@@ -118,7 +128,7 @@ class GeometricOdometry:
         self.config = config
         self.log = log or logging.getLogger("fourds_ros.egomotion")
         self.stats = EgomotionStats()
-        self._lk = lk_params(15, 10)
+        self.tracker = LucasKanade(window=15, forward_backward_px=config.forward_backward_px)
         self._last_fallback_log = 0.0
         self.reset()
 
@@ -126,6 +136,8 @@ class GeometricOdometry:
         self.keyframe: _Keyframe | None = None
         self.previous: tuple | None = None  # (seq, grey image, point positions)
         self.alive: np.ndarray | None = None
+        self.still_frames = np.zeros(0, int)  # per keyframe track: frames it stood still while the camera stood
+        self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
         self.last: MotionEstimate | None = None
         self._new_keyframe_next = False
 
@@ -163,12 +175,42 @@ class GeometricOdometry:
         self.alive[ids[~ok]] = False
         self.previous = (seq, grey, positions)
         ids = np.flatnonzero(self.alive)
+        if len(ids) < self.config.min_inliers and self.last.source == "standing" and self.hold_frames > 0:
+            # A standing camera whose view was suddenly hidden (a body right in front of the lens) still stands.
+            self.hold_frames -= 1
+            estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(ids), 0.0)
+            self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
+                                 kf.covariance, "standing", keep=positions)
+            return estimate
         if len(ids) < self.config.min_inliers:
             return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
         a, b = kf.points[ids], positions[ids]
         standing_px = self._standing_px(k)
-        if float(np.median(np.linalg.norm(b - a, axis=1))) < standing_px:
-            return self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(ids), 0.0)
+        displacement = np.linalg.norm(b - a, axis=1)
+        # Tracks that have stood still for a while are the standing scene; they decide whether the camera
+        # still stands (a person walking close can bring most of the features, and move them all alike).
+        settled = self.still_frames[ids] >= self.config.settled_frames
+        if settled.sum() >= self.config.min_settled:
+            judged, self.hold_frames = displacement[settled], self.config.hidden_standing_frames
+        elif self.last.source == "standing" and self.hold_frames > 0:
+            # The settled tracks were just hidden (a body right in front of the lens): the camera is taken to
+            # stand for a few frames, while fresh tracks settle and movers drop out; a camera that really
+            # started moving is measured from the next keyframe on, a few frames late.
+            judged, self.hold_frames = np.zeros(1), self.hold_frames - 1
+        else:
+            judged, self.hold_frames = displacement, 0
+        if float(np.median(judged)) < standing_px:
+            # Most of the view stands: what moved well beyond the noise is an object moving on its own
+            # (people walking by), not tracked further; the keyframe is renewed in place when too few remain.
+            moving = displacement > self.config.moving_factor * standing_px
+            self.alive[ids[moving]] = False
+            self.still_frames[ids[~moving]] += 1
+            estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing",
+                                      int((~moving).sum()), 0.0)
+            if (~moving).sum() < self._renew_below(kf):
+                self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
+                                     kf.covariance, "standing", keep=positions)
+            return estimate
         e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
         # The background must carry the fit: an essential matrix that explains under half of the tracks is a
         # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
@@ -218,13 +260,17 @@ class GeometricOdometry:
             source = "fused"
         pose = kf.world_from_camera @ relative
         estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
-        if parallax > k[0, 0] * np.tan(np.radians(self.config.keyframe_deg)) or inliers < max(self.config.min_inliers * 2, len(kf.points) // 3):
+        if parallax > self._angle_px(k, self.config.keyframe_deg) or inliers < self._renew_below(kf):
             self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
         return estimate
 
     # Parts ------------------------------------------------------------------------
     def _track(self, reference: np.ndarray, current: np.ndarray, points: np.ndarray):
-        return track_checked(reference, current, points, self._lk, self.config.forward_backward_px)
+        return self.tracker.track(reference, current, points)
+
+    def _renew_below(self, kf: _Keyframe) -> int:
+        """A keyframe with fewer usable tracks than this is replaced."""
+        return max(self.config.min_inliers * 2, len(kf.points) // 3)
 
     def _standing_px(self, k: np.ndarray) -> float:
         return self._angle_px(k, self.config.standing_deg)
@@ -269,8 +315,7 @@ class GeometricOdometry:
         keep = np.ones(len(a), bool)
         r = self._procrustes(a, b, k)
         for _ in range(2):
-            rotated = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), k @ r @ np.linalg.inv(k))
-            error = np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)
+            error = self._left_by_rotation(a, b, r, k)
             keep = error <= max(np.percentile(error, 70), self.config.ransac_px)
             if keep.sum() < self.config.min_inliers:
                 break
@@ -278,10 +323,14 @@ class GeometricOdometry:
         return r, keep
 
     @staticmethod
-    def _parallax(a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> float:
-        """Median displacement left once the rotation `r` is taken out (what translation must explain)."""
+    def _left_by_rotation(a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Each track's displacement left once the rotation `r` is taken out (what translation must explain)."""
         rotated = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), k @ r @ np.linalg.inv(k))
-        return float(np.median(np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)))
+        return np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)
+
+    def _parallax(self, a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> float:
+        """Median displacement left once the rotation `r` is taken out."""
+        return float(np.median(self._left_by_rotation(a, b, r, k)))
 
     @staticmethod
     def _residual(e: np.ndarray, a: np.ndarray, b: np.ndarray, k: np.ndarray) -> float:
@@ -344,6 +393,10 @@ class GeometricOdometry:
                                           mask=mask) if want > 0 else None
         fresh = corners.reshape(-1, 2) if corners is not None else np.zeros((0, 2), np.float32)
         points = np.concatenate([existing, fresh]).astype(np.float32)
+        # How long each track has stood still carries over while the camera stands; motion resets it.
+        standing = keep is not None and source == "standing"
+        still = self.still_frames[self.alive] if standing else np.zeros(len(existing), int)
+        self.still_frames = np.concatenate([still, np.zeros(len(fresh), int)])
         depth = depth_at(points) if len(points) else np.zeros(0)
         self.keyframe = _Keyframe(seq, pose, readout, covariance, points, np.asarray(depth, np.float64))
         self.previous = (seq, grey, points.copy())

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import build_scene
-from .trajectory import camera_path, look_at, object_path
+from .trajectory import camera_path, look_at, object_path, standing_camera, walk_across_view
 
 # MuJoCo camera axes (x right, y up, -z forward) -> optical axes (x right, y down, z forward).
 MUJOCO_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
 MIN_BOX_PIXELS = 12
+# "robot": the camera drives, turns and stops (trajectory.camera_path) among wandering objects; "standing":
+# the camera stands still while people-sized bodies walk across its view (egomotion must be exactly zero).
+CAMERA_MOTIONS = ("robot", "standing")
 
 
 @dataclass
@@ -66,20 +69,24 @@ def camera_pose(data, camera_id: int = 0) -> np.ndarray:
 
 
 def generate(seed: int, frames: int, height: int, width: int, fps: float = 30.0, num_points: int = 64,
-             fovy_deg: float = 60.0) -> SyntheticSequence:
+             fovy_deg: float = 60.0, camera_motion: str = "robot") -> SyntheticSequence:
+    if camera_motion not in CAMERA_MOTIONS:
+        raise ValueError(f"camera_motion must be one of {', '.join(CAMERA_MOTIONS)}, got {camera_motion!r}")
     os.environ.setdefault("MUJOCO_GL", "egl")
     import mujoco
 
     rng = np.random.default_rng(seed)
-    xml, objects = build_scene(rng, height, width, fovy_deg=fovy_deg)
+    standing = camera_motion == "standing"
+    xml, objects = build_scene(rng, height, width, fovy_deg=fovy_deg, people=standing)
     model = mujoco.MjModel.from_xml_string(xml)
     data = mujoco.MjData(model)
-    cam_pos, cam_target, kinds = camera_path(rng, frames, fps)
+    cam_pos, cam_target, kinds = standing_camera(rng, frames) if standing else camera_path(rng, frames, fps)
     movers = [o for o in objects if o.moving]
     mover_paths = {}
     for o in movers:
         body = model.body(f"{o.name}_body")
-        mover_paths[o.name] = object_path(rng, frames, fps, model.body_pos[body.id].copy(), o.half_size)
+        mover_paths[o.name] = walk_across_view(rng, frames, fps, cam_pos[0], cam_target[0], o.half_size) \
+            if standing else object_path(rng, frames, fps, model.body_pos[body.id].copy(), o.half_size)
     k = intrinsics_for(height, width, fovy_deg)
     geom_ids = {o.name: model.geom(o.name).id for o in objects}
     rgb = np.zeros((frames, height, width, 3), np.uint8)

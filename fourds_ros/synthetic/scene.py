@@ -24,9 +24,14 @@ def _colour(rng: np.random.Generator) -> str:
     return " ".join(f"{v:.3f}" for v in rng.uniform(0.1, 0.95, 3))
 
 
+# A walking person: a capsule 1.74 m tall, 0.44 m across (radius, half-length of the cylinder part).
+PERSON_RADIUS, PERSON_HALF_LENGTH = 0.22, 0.65
+
+
 def build_scene(rng: np.random.Generator, height: int, width: int, num_static: int = 6, num_moving: int = 3,
-                fovy_deg: float = 60.0) -> tuple[str, list[SceneObject]]:
-    """MJCF text of a random room, and its objects (static first, then moving)."""
+                fovy_deg: float = 60.0, people: bool = False) -> tuple[str, list[SceneObject]]:
+    """MJCF text of a random room, and its objects (static first, then moving: random shapes, or
+    people-sized capsules with `people`)."""
     assets, bodies, objects = [], [], []
     assets.append(f'<texture name="floor_tex" type="2d" builtin="checker" rgb1="{_colour(rng)}" rgb2="{_colour(rng)}" '
                   f'width="512" height="512" mark="random" random="0.15" markrgb="{_colour(rng)}"/>')
@@ -48,6 +53,9 @@ def build_scene(rng: np.random.Generator, height: int, width: int, num_static: i
         shape = shapes[int(rng.integers(len(shapes)))]
         size = {"box": f"{half} {half * rng.uniform(0.6, 1.4):.3f} {half}", "sphere": f"{half}",
                 "cylinder": f"{half} {half}"}[shape]
+        if moving and people:  # half_size stays the height of the body's centre above the floor
+            shape, half = "capsule", PERSON_RADIUS + PERSON_HALF_LENGTH
+            size = f"{PERSON_RADIUS} {PERSON_HALF_LENGTH}"
         builtin = "checker" if rng.random() < 0.5 else "gradient"
         assets.append(f'<texture name="{name}_tex" type="2d" builtin="{builtin}" rgb1="{_colour(rng)}" '
                       f'rgb2="{_colour(rng)}" width="128" height="128" mark="random" random="0.3" '

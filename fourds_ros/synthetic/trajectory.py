@@ -71,6 +71,27 @@ def object_path(rng: np.random.Generator, frames: int, fps: float, start: np.nda
     return np.column_stack([xy, np.full(frames, height)])
 
 
+def standing_camera(rng: np.random.Generator, frames: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A camera on a tripod (or a robot standing still): one position and look-at target for every frame."""
+    position = np.array([*rng.uniform(-1, 1, 2), 1.4])
+    heading = rng.uniform(-np.pi, np.pi)
+    target = position + [3 * np.cos(heading), 3 * np.sin(heading), rng.uniform(-0.8, 0)]
+    return np.tile(position, (frames, 1)), np.tile(target, (frames, 1)), ["static"] * frames
+
+
+def walk_across_view(rng: np.random.Generator, frames: int, fps: float, camera: np.ndarray, target: np.ndarray,
+                     height: float) -> np.ndarray:
+    """A person's positions `(frames, 3)`: a straight walk at 0.8-1.5 m/s across the camera's view, 1.5-4 m in
+    front of it, crossing the optical axis around a random moment of the clip."""
+    forward = (target - camera)[:2]
+    forward /= np.linalg.norm(forward)
+    across = np.array([-forward[1], forward[0]]) * rng.choice([-1.0, 1.0])
+    speed = rng.uniform(0.8, 1.5)
+    t = np.arange(frames) / fps - rng.uniform(0.2, 0.8) * frames / fps
+    xy = camera[:2] + forward * rng.uniform(1.5, 4.0) + across * speed * t[:, None]
+    return np.column_stack([xy.clip(-ROOM_HALF + 0.4, ROOM_HALF - 0.4), np.full(frames, height)])
+
+
 def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
     """MuJoCo camera orientation (x right, y up, looking along -z) as a 3x3 matrix."""
     forward = target - position
