@@ -1,4 +1,4 @@
-"""python -m offline_training {pretrain,distill,readouts} --config CONFIG.yaml [--set key=value ...]
+"""python -m offline_training {pretrain,distill,readouts,selfsup} --config CONFIG.yaml [--set key=value ...]
 
 Single process:   python -m offline_training pretrain --config config/training/small.yaml
 One node, 8 GPUs: torchrun --standalone --nproc_per_node 8 -m offline_training pretrain --config config/training/b.yaml
@@ -12,13 +12,13 @@ import sys
 
 import torch.distributed as dist
 
-from .config import TrainConfigError, load_train_config
+from .config import TASKS, TrainConfigError, load_train_config
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m offline_training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("pretrain", "distill", "readouts"))
+    parser.add_argument("task", choices=TASKS)
     parser.add_argument("--config", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set steps=10 --set optim.lr=1e-3")

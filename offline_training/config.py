@@ -9,6 +9,9 @@ import yaml
 from fourds_ros.model.config import dataclass_from_dict
 
 
+TASKS = ("pretrain", "distill", "readouts", "selfsup")
+
+
 class TrainConfigError(ValueError):
     """A training config value is missing, unknown or out of range."""
 
@@ -31,6 +34,9 @@ class DataSection:
     flip: bool = True
     workers: int = 0
     image_topic: str = ""
+    # Self-supervision needs each source's intrinsics: bags give camera_info, shards their own; for videos (or
+    # bags without camera_info) a pinhole with this horizontal field of view is assumed (0: none assumed).
+    horizontal_fov_deg: float = 0.0
 
 
 @dataclasses.dataclass
@@ -69,8 +75,14 @@ class ReadoutSection:
 
 
 @dataclasses.dataclass
+class SelfSupSection:
+    photometric_weight: float = 1.0  # Monodepth2's reprojection + smoothness on every clip (photometric.py)
+    supervised_weight: float = 1.0  # the readout losses on clips with ground truth (synthetic shards): metric scale
+
+
+@dataclasses.dataclass
 class TrainConfig:
-    task: str = "pretrain"  # pretrain | distill | readouts
+    task: str = "pretrain"  # pretrain | distill | readouts | selfsup
     out_dir: str = "runs/default"
     seed: int = 0
     steps: int = 1000
@@ -88,10 +100,16 @@ class TrainConfig:
     mae: MaeSection = dataclasses.field(default_factory=MaeSection)
     distill: DistillSection = dataclasses.field(default_factory=DistillSection)
     readouts: ReadoutSection = dataclasses.field(default_factory=ReadoutSection)
+    selfsup: SelfSupSection = dataclasses.field(default_factory=SelfSupSection)
 
     def validate(self) -> None:
-        if self.task not in ("pretrain", "distill", "readouts"):
-            raise TrainConfigError(f"task must be pretrain, distill or readouts, got {self.task!r}")
+        if self.task not in TASKS:
+            raise TrainConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "selfsup" and not {"depth", "pose"} <= set(self.model.heads):
+            raise TrainConfigError(f"model.heads: self-supervision trains the depth and pose heads, got "
+                                   f"{list(self.model.heads)}")
+        if self.data.horizontal_fov_deg < 0 or self.data.horizontal_fov_deg >= 180:
+            raise TrainConfigError(f"data.horizontal_fov_deg must be in [0, 180), got {self.data.horizontal_fov_deg}")
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

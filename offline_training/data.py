@@ -26,6 +26,7 @@ class Sequence:
     name: str
     frames: np.ndarray  # (F, H, W, 3) uint8
     truth: dict | None = None
+    intrinsics: np.ndarray | None = None  # (3, 3) camera matrix in pixels of `frames`, when known
 
 
 def _read_video(path: Path) -> np.ndarray:
@@ -51,8 +52,10 @@ def load_sequences(sources: tuple[str, ...], image_topic: str = "") -> list[Sequ
             raise DataError(f"data source {path} does not exist")
         if (path / "metadata.yaml").is_file():  # a rosbag2 directory
             from fourds_ros.bags.reader import read_bag
-            _, frames, _ = read_bag(path, image_topic or None)
-            out.append(Sequence(path.name, np.stack([f.rgb() for f in frames])))
+            _, frames, gt = read_bag(path, image_topic or None)
+            if not frames:
+                raise DataError(f"bag {path} has no usable image frames")
+            out.append(Sequence(path.name, np.stack([f.rgb() for f in frames]), intrinsics=gt.intrinsics))
         elif path.suffix == ".npz":
             out.append(_read_shard(path))
         elif path.suffix.lower() in VIDEO_SUFFIXES:
@@ -75,7 +78,7 @@ def _read_shard(path: Path) -> Sequence:
     except Exception as exc:
         raise DataError(f"cannot read shard {path}: {exc}") from None
     rgb = data.pop("rgb")
-    return Sequence(path.stem, rgb, data)
+    return Sequence(path.stem, rgb, data, data.get("intrinsics"))
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -83,10 +86,25 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, sequences: list[Sequence], frames: int, size: tuple[int, int], stride: int = 1,
                  crop_scale: tuple[float, float] = (0.6, 1.0), flip: bool = True, seed: int = 0,
-                 token_grid: tuple[int, int, int] | None = None, mask_ratio: float = 0.0):
+                 token_grid: tuple[int, int, int] | None = None, mask_ratio: float = 0.0,
+                 intrinsics_fov_deg: float | None = None):
+        """`intrinsics_fov_deg`: not None for self-supervision: every sample carries its camera matrix at clip
+        resolution (a pinhole of this horizontal field of view where a source has none; 0: none assumed, such
+        a source is an error) and the same keys whether its source has ground truth (`labelled`) or not."""
         self.sequences, self.frames, self.size, self.stride = sequences, frames, size, stride
         self.crop_scale, self.flip, self.seed = crop_scale, flip, seed
         self.token_grid, self.mask_ratio = token_grid, mask_ratio
+        self.with_intrinsics = intrinsics_fov_deg is not None
+        if self.with_intrinsics:
+            for seq in sequences:
+                if seq.intrinsics is not None:
+                    continue
+                if not intrinsics_fov_deg:
+                    raise DataError(f"{seq.name}: no camera intrinsics for self-supervision (a video, or a bag without "
+                                    f"camera_info); set data.horizontal_fov_deg to assume a pinhole, e.g. 60")
+                h, w = seq.frames.shape[1:3]
+                focal = w / (2 * np.tan(np.radians(intrinsics_fov_deg) / 2))
+                seq.intrinsics = np.array([[focal, 0, (w - 1) / 2], [0, focal, (h - 1) / 2], [0, 0, 1]])
         span = (frames - 1) * stride + 1
         self.clips = [(s, start) for s, seq in enumerate(sequences) for start in range(0, len(seq.frames) - span + 1)]
         if not self.clips:
@@ -121,6 +139,12 @@ class ClipDataset(torch.utils.data.Dataset):
             sample["keep_index"] = torch.from_numpy(np.sort(rng.permutation(n)[:keep]).astype(np.int64))
         if seq.truth is not None:
             sample.update(readout_targets(seq.truth, index, (x0, y0, cw, ch), (out_h, out_w), rng))
+        if self.with_intrinsics:
+            sample["intrinsics"] = torch.from_numpy(_clip_intrinsics(seq.intrinsics, (x0, y0, cw, ch), (out_h, out_w),
+                                                                     flip))
+            sample["labelled"] = torch.tensor(seq.truth is not None)
+            if seq.truth is None:
+                sample.update(unlabelled_targets(self.frames, (out_h, out_w)))
         return sample
 
     def _crop(self, rng, h: int, w: int) -> tuple[int, int, int, int]:
@@ -171,6 +195,27 @@ def readout_targets(truth: dict, index: np.ndarray, crop: tuple[int, int, int, i
             "box_queries": torch.from_numpy(_pad(box_query, 16)), "box_targets": torch.from_numpy(_pad(box_target[seen], 16)),
             "box_visible": torch.from_numpy(_pad(box_visible[seen].astype(np.float32), 16)),
             "box_valid": torch.from_numpy(np.arange(16) < len(seen))}
+
+
+def _clip_intrinsics(k: np.ndarray, crop: tuple[int, int, int, int], size: tuple[int, int], flip: bool) -> np.ndarray:
+    """The camera matrix of a crop resized to `size` (pixel centres map as the frames do), mirrored with `flip`."""
+    x0, y0, cw, ch = crop
+    sx, sy = size[1] / cw, size[0] / ch
+    out = np.array([[k[0, 0] * sx, 0, (k[0, 2] - x0 + 0.5) * sx - 0.5],
+                    [0, k[1, 1] * sy, (k[1, 2] - y0 + 0.5) * sy - 0.5], [0, 0, 1]], np.float32)
+    if flip:
+        out[0, 2] = size[1] - 1 - out[0, 2]
+    return out
+
+
+def unlabelled_targets(frames: int, size: tuple[int, int], points: int = 32, boxes: int = 16) -> dict:
+    """What `readout_targets` gives, for a clip without ground truth: nothing valid (depth NaN, no tracks)."""
+    h, w = size
+    return {"depth": torch.full((frames, h, w), float("nan")), "pose": torch.eye(4).expand(frames, 4, 4).clone(),
+            "point_queries": torch.zeros(points, 3), "point_targets": torch.zeros(points, frames, 2),
+            "point_visible": torch.zeros(points, frames), "point_valid": torch.zeros(points, dtype=torch.bool),
+            "box_queries": torch.zeros(boxes, 5), "box_targets": torch.zeros(boxes, frames, 4),
+            "box_visible": torch.zeros(boxes, frames), "box_valid": torch.zeros(boxes, dtype=torch.bool)}
 
 
 def _pad(array: np.ndarray, count: int) -> np.ndarray:

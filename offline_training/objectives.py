@@ -1,4 +1,4 @@
-"""What each task trains: MAE pretraining, feature distillation, readout supervision.
+"""What each task trains: MAE pretraining, feature distillation, readout supervision, self-supervision.
 
 Each objective is an nn.Module whose forward takes a batch dict and returns the scalar loss (float32) and a
 dict of logged values, so the trainer, sharding and checkpointing are shared by all three.
@@ -15,7 +15,8 @@ from fourds_ros.model import FourDS
 from fourds_ros.model.encoder import VideoEncoder
 from fourds_ros.model.layers import Block, layer_norm
 
-from .config import MaeSection, ReadoutSection
+from .config import MaeSection, ReadoutSection, SelfSupSection
+from .photometric import self_supervised_loss
 
 
 def to_float(video: torch.Tensor) -> torch.Tensor:
@@ -131,27 +132,40 @@ class ReadoutSupervision(nn.Module):
                     bias.fill_(cfg.depth_init)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.outputs(batch)
+        terms = self.terms(out, batch)
+        loss = sum(terms.values())
+        return loss, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+
+    def outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         video = to_float(batch["video"])
-        cfg, clip = self.cfg, self.model.config.clip
-        if cfg.finetune_encoder:
+        if self.cfg.finetune_encoder:
             features = self.model.readout_features(video)
         else:
             with torch.no_grad():
                 features = self.model.readout_features(video)
-        out = self.model.run_heads(features, batch.get("point_queries"), batch.get("box_queries"))
+        return self.model.run_heads(features, batch.get("point_queries"), batch.get("box_queries"))
+
+    def terms(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The supervised losses of the clips with ground truth (`batch["labelled"]`, all when absent)."""
+        cfg, clip = self.cfg, self.model.config.clip
+        labelled = batch.get("labelled")
+        labelled = torch.ones(batch["video"].shape[0], dtype=torch.bool, device=batch["video"].device) \
+            if labelled is None else labelled.bool()
         terms: dict[str, torch.Tensor] = {}
         if "depth" in out:
             pred, gt = out["depth"][..., 0].float(), batch["depth"].float()
             valid = torch.isfinite(gt) & (gt > 0)
-            log_diff = torch.log(pred.clamp(min=1e-3)[valid]) - torch.log(gt[valid])
-            # Scale-invariant log loss (Eigen et al.), plus a hinge that lifts non-positive depths.
-            terms["depth"] = cfg.depth_weight * ((log_diff ** 2).mean() - 0.5 * log_diff.mean() ** 2
-                                                 + F.relu(1e-3 - pred).mean())
-        if "pose" in out:
-            pred, gt = out["pose"].float(), batch["pose"].float()
+            if valid.any():
+                log_diff = torch.log(pred.clamp(min=1e-3)[valid]) - torch.log(gt[valid])
+                # Scale-invariant log loss (Eigen et al.), plus a hinge that lifts non-positive depths.
+                terms["depth"] = cfg.depth_weight * ((log_diff ** 2).mean() - 0.5 * log_diff.mean() ** 2
+                                                     + F.relu(1e-3 - pred).mean())
+        if "pose" in out and labelled.any():
+            pred, gt = out["pose"][labelled].float(), batch["pose"][labelled].float()
             terms["pose"] = cfg.pose_weight * (geodesic_angle(pred[:, 1:, :3, :3], gt[:, 1:, :3, :3]).mean()
                                                + (pred[:, 1:, :3, 3] - gt[:, 1:, :3, 3]).abs().mean())
-        scale = torch.tensor([clip.width, clip.height], device=video.device, dtype=torch.float32)
+        scale = torch.tensor([clip.width, clip.height], device=batch["video"].device, dtype=torch.float32)
         if "points" in out:
             valid = batch["point_valid"].bool()
             vis = batch["point_visible"].float()
@@ -173,8 +187,41 @@ class ReadoutSupervision(nn.Module):
                 ((l1 + giou) * weight).sum() / weight.sum().clamp(min=1)
                 + (F.binary_cross_entropy_with_logits(out["boxes_visible_logit"].float(), vis, reduction="none")
                    * valid[..., None]).sum() / (valid.sum() * vis.shape[-1]).clamp(min=1))
-        loss = sum(terms.values())
-        return loss, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+        return terms
 
     def transformer_blocks(self) -> list[nn.Module]:
         return list(self.model.encoder.blocks)
+
+
+class SelfSupervision(ReadoutSupervision):
+    """Depth and pose readouts (and the encoder with `readouts.finetune_encoder`) from unlabelled video by
+    photometric reprojection between the frames of each clip (photometric.py, after Monodepth2), mixed with the
+    supervised readout losses on the clips that have ground truth, which keep depth and motion metric."""
+
+    def __init__(self, model: FourDS, cfg: ReadoutSection, selfsup: SelfSupSection):
+        super().__init__(model, cfg)
+        self.selfsup = selfsup
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.outputs(batch)
+        terms = {k: self.selfsup.supervised_weight * v for k, v in self.terms(out, batch).items()}
+        photometric = self.photometric(out, batch)
+        terms["photometric"] = self.selfsup.photometric_weight * photometric["loss"]
+        loss = sum(terms.values())
+        logs = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+        logs["photometric_kept"] = float(photometric["kept"].detach())
+        return loss, logs
+
+    @staticmethod
+    def photometric(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every inner frame of the clip rebuilt from its two neighbours through the predicted depth and poses."""
+        video = to_float(batch["video"]).permute(0, 1, 4, 2, 3)  # (B, T, 3, H, W)
+        depth = out["depth"][..., 0].float().clamp(min=1e-3)[:, :, None]  # (B, T, 1, H, W)
+        poses = out["pose"].float()  # frame 0 <- frame t
+        k = batch["intrinsics"].float()
+        parts = []
+        for t in range(1, video.shape[1] - 1):
+            to_sources = [torch.linalg.inv(poses[:, s]) @ poses[:, t] for s in (t - 1, t + 1)]
+            parts.append(self_supervised_loss(video[:, t], [video[:, t - 1], video[:, t + 1]], depth[:, t],
+                                              to_sources, k))
+        return {key: torch.stack([p[key] for p in parts]).mean() for key in parts[0]}

@@ -1,4 +1,4 @@
-"""One training loop for the three tasks: build, shard, resume, step, log, checkpoint, export."""
+"""One training loop for every task: build, shard, resume, step, log, checkpoint, export."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ from fourds_ros.model import ClipConfig, EncoderConfig, FourDS, ModelConfig, Rea
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ClipDataset, load_sequences
-from .objectives import Distillation, MaskedAutoencoder, ReadoutSupervision
+from .objectives import Distillation, MaskedAutoencoder, ReadoutSupervision, SelfSupervision
 from .distributed import checkpoint_activations, init_distributed, shard
 
 
@@ -48,6 +48,8 @@ def build_objective(config: TrainConfig, model: FourDS) -> torch.nn.Module:
         return MaskedAutoencoder(model.encoder, config.mae)
     if config.task == "distill":
         return Distillation(model, load_model_dir(config.distill.teacher), config.distill.student_mask_ratio)
+    if config.task == "selfsup":
+        return SelfSupervision(model, config.readouts, config.selfsup)
     return ReadoutSupervision(model, config.readouts)
 
 
@@ -74,13 +76,14 @@ def build_optimizer(config: TrainConfig, objective: torch.nn.Module) -> torch.op
 
 def build_dataset(config: TrainConfig, model: FourDS) -> ClipDataset:
     cfg = model.config
-    readouts = config.task == "readouts"
+    readouts = config.task in ("readouts", "selfsup")
     mask = config.mae.mask_ratio if config.task == "pretrain" else (
         config.distill.student_mask_ratio if config.task == "distill" else 0.0)
     return ClipDataset(load_sequences(config.data.sources, config.data.image_topic), cfg.clip.frames,
                        (cfg.clip.height, cfg.clip.width), config.data.frame_stride,
                        (1.0, 1.0) if readouts else tuple(config.data.crop_scale),  # geometry labels: no crop/flip
-                       config.data.flip and not readouts, config.seed, cfg.token_grid, mask)
+                       config.data.flip and not readouts, config.seed, cfg.token_grid, mask,
+                       config.data.horizontal_fov_deg if config.task == "selfsup" else None)
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:
@@ -159,7 +162,7 @@ def export(config: TrainConfig, objective: torch.nn.Module, model: FourDS, path:
     """Gather the full weights on rank 0 and write the trained model (the student, for distillation)."""
     state = get_model_state_dict(objective, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if dist.get_rank() == 0:
-        prefix = {"pretrain": "encoder.", "distill": "student.", "readouts": "model."}[config.task]
+        prefix = {"pretrain": "encoder.", "distill": "student.", "readouts": "model.", "selfsup": "model."}[config.task]
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if config.task == "pretrain":
             weights = {f"encoder.{k}": v for k, v in weights.items()}

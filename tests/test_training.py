@@ -106,6 +106,34 @@ def test_readout_training_on_synthetic_shards(tmp_path):
     assert torch.isfinite(next(iter(load_model_dir(out / "model").state_dict().values()))).all()
 
 
+def test_self_supervision_on_unlabelled_video_mixed_with_synthetic_shards(tmp_path):
+    """`selfsup`: a video with no labels and no intrinsics (said by name until a field of view is assumed), and a
+    synthetic shard whose ground truth keeps the scale; photometric and supervised terms both train."""
+    import cv2
+    from fourds_ros.synthetic.generator import generate
+    from fourds_ros.synthetic.writers import write_shard
+    write_shard(generate(1, frames=12, height=48, width=64, num_points=24), tmp_path / "data" / "shard.npz")
+    unlabelled = generate(2, frames=12, height=48, width=64, num_points=4).rgb
+    writer = cv2.VideoWriter(str(tmp_path / "data" / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for rgb in unlabelled:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    common = ["-m", "offline_training", "selfsup", "--config", str(TINY), "--no-progress",
+              "--set", f"data.sources=[{tmp_path / 'data'}]", "--set", f"out_dir={tmp_path / 'selfsup'}"]
+    result = subprocess.run([sys.executable, *common], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and "walk.avi: no camera intrinsics" in result.stderr, result.stderr[-2000:]
+    out = tmp_path / "selfsup"
+    run_training("selfsup", out, f"data.sources=[{tmp_path / 'data'}]", "data.horizontal_fov_deg=60", "steps=16",
+                 "optim.lr=2e-3", "readouts.finetune_encoder=true")
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"loss_photometric", "loss_depth", "photometric_kept"} <= set().union(*records)
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["loss_photometric"]) for r in records)
+    first = np.mean([r["loss"] for r in records[:3]])
+    last = np.mean([r["loss"] for r in records[-3:]])
+    assert last < first, (first, last)
+    assert torch.isfinite(next(iter(load_model_dir(out / "model").state_dict().values()))).all()
+
+
 def test_bad_configs_fail_clearly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "offline_training", "distill", "--config", str(TINY)],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
