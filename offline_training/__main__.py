@@ -27,10 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_train_config(args.config, [f"task={args.task}", *args.set])
         from .data import DataError
-        from .trainer import train
+        from .trainer import TrainingDiverged, train
         try:
             path = train(config, progress=not args.no_progress)
-        except DataError as exc:
+        except (DataError, TrainingDiverged) as exc:
             raise TrainConfigError(str(exc)) from None
     except TrainConfigError as exc:
         print(f"offline_training {args.task}: error: {exc}", file=sys.stderr)

@@ -21,6 +21,10 @@ from .objectives import Distillation, MaskedAutoencoder, ReadoutSupervision, Sel
 from .distributed import checkpoint_activations, init_distributed, shard
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: training stops before a bad step is applied or saved."""
+
+
 def model_config(config: TrainConfig) -> ModelConfig:
     m = config.model
     heads = {h: ReadoutConfig(num_params=m.readout_params, num_heads=m.readout_heads,
@@ -124,6 +128,13 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, logs = objective(batch)
+        finite = torch.isfinite(loss.detach()).float()
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # every rank stops together
+        if not finite:
+            last = latest_checkpoint(out / "checkpoints")
+            raise TrainingDiverged(f"the loss is not finite at step {step + 1} (learning rate "
+                                   f"{scheduler.get_last_lr()[0]:.3g}); the last checkpoint, saved before it: "
+                                   f"{last if last is not None else 'none yet'}")
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in objective.parameters() if p.requires_grad],
                                                    config.optim.grad_clip)

@@ -145,3 +145,13 @@ def test_bad_configs_fail_clearly(tmp_path):
                              "--set", f"data.sources=[{tmp_path / 'nothing'}]"], capture_output=True, text=True,
                             cwd=REPO, timeout=120)
     assert result.returncode == 2 and "does not exist" in result.stderr
+    # A diverging run stops at the step that failed, names the checkpoint to go back to, saves nothing after it.
+    out = tmp_path / "diverging"
+    result = subprocess.run([sys.executable, "-m", "offline_training", "pretrain", "--config", str(TINY), "--no-progress",
+                             "--set", f"out_dir={out}", "--set", "optim.lr=1e12", "--set", "optim.grad_clip=1e30",
+                             "--set", "checkpoint_every=1"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and "the loss is not finite at step" in result.stderr, result.stderr[-2000:]
+    step = int(result.stderr.split("not finite at step ")[1].split()[0])
+    saved = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert saved[-1] == f"step_{step - 1:08d}" and f"saved before it: {out / 'checkpoints' / saved[-1]}" in result.stderr
+    assert not (out / "model").exists() and "Traceback" not in result.stderr
