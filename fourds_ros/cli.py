@@ -172,8 +172,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     from .synthetic.writers import write_bag, write_shard
     if args.out is None and args.shard is None:
         raise ValueError("nothing to write: give --out (a bag) and/or --shard (a training shard)")
-    seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points,
-                   camera_motion=args.camera_motion)
+    seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points, fovy_deg=args.fov,
+                   camera_motion=args.camera_motion, sensor_effects=args.sensor_effects)
     if args.out is not None:
         write_bag(seq, args.out, overwrite=args.overwrite)
         print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=int, default=64, help="ground-truth point tracks")
     p.add_argument("--camera-motion", choices=CAMERA_MOTIONS, default="robot",
                    help="robot: drives, turns and stops; standing: still, while people walk across the view")
+    p.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (square pixels)")
+    p.add_argument("--sensor-effects", action="store_true",
+                   help="exposure, motion blur, noise and JPEG on the images (the ground truth stays exact)")
     p.add_argument("--shard", type=Path, help="also write a training shard (.npz)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_synth)

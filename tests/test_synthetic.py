@@ -143,3 +143,17 @@ def test_a_standing_camera_sees_people_walk_across_its_view():
     np.testing.assert_array_equal(seq.rgb, again.rgb)
     with pytest.raises(ValueError, match="camera_motion"):
         generate(seed=1, frames=4, height=24, width=32, camera_motion="flying")
+
+
+def test_sensor_effects_change_the_images_only_and_are_reproducible():
+    clean = generate(seed=5, frames=12, height=48, width=64, num_points=8)
+    real = generate(seed=5, frames=12, height=48, width=64, num_points=8, sensor_effects=True)
+    again = generate(seed=5, frames=12, height=48, width=64, num_points=8, sensor_effects=True)
+    np.testing.assert_array_equal(real.rgb, again.rgb)
+    np.testing.assert_array_equal(real.depth, clean.depth)
+    np.testing.assert_array_equal(real.point_tracks, clean.point_tracks)
+    np.testing.assert_array_equal(real.world_from_camera, clean.world_from_camera)
+    difference = np.abs(real.rgb.astype(int) - clean.rgb.astype(int)).mean()
+    assert 2 < difference < 40, difference  # a noisy, differently exposed view of the same scene
+    # Noise: neighbouring pixels of a flat wall differ more than in the render.
+    assert np.abs(np.diff(real.rgb.astype(int), axis=2)).mean() > np.abs(np.diff(clean.rgb.astype(int), axis=2)).mean()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import build_scene
+from .sensor import apply_sensor_effects
 from .trajectory import camera_path, look_at, object_path, standing_camera, walk_across_view
 
 # MuJoCo camera axes (x right, y up, -z forward) -> optical axes (x right, y down, z forward).
@@ -69,7 +70,8 @@ def camera_pose(data, camera_id: int = 0) -> np.ndarray:
 
 
 def generate(seed: int, frames: int, height: int, width: int, fps: float = 30.0, num_points: int = 64,
-             fovy_deg: float = 60.0, camera_motion: str = "robot") -> SyntheticSequence:
+             fovy_deg: float = 60.0, camera_motion: str = "robot", sensor_effects: bool = False) -> SyntheticSequence:
+    """`sensor_effects`: exposure, blur, noise and JPEG on the images (sensor.py); the ground truth is the same."""
     if camera_motion not in CAMERA_MOTIONS:
         raise ValueError(f"camera_motion must be one of {', '.join(CAMERA_MOTIONS)}, got {camera_motion!r}")
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -117,6 +119,8 @@ def generate(seed: int, frames: int, height: int, width: int, fps: float = 30.0,
     geom_body = model.geom_bodyid
     tracks, visible, track_geoms = _point_tracks(rng, depth, segmentation, poses, body_poses, geom_body, k, num_points,
                                                  np.array(list(geom_ids.values())))
+    if sensor_effects:
+        rgb = apply_sensor_effects(rgb, np.random.default_rng([seed, 7]))
     object_of_geom = {geom_ids[o.name]: i for i, o in enumerate(objects)}
     point_object = np.array([object_of_geom.get(int(g), -1) for g in track_geoms], np.int64)
     return SyntheticSequence(rgb, depth, k, poses, (np.arange(frames) * (1e9 / fps)).astype(np.int64), tracks,
