@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import torch
 
+from fourds_ros.streaming.camera import PixelMap, pinhole
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
@@ -94,17 +96,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.sequences, self.frames, self.size, self.stride = sequences, frames, size, stride
         self.crop_scale, self.flip, self.seed = crop_scale, flip, seed
         self.token_grid, self.mask_ratio = token_grid, mask_ratio
-        self.with_intrinsics = intrinsics_fov_deg is not None
-        if self.with_intrinsics:
-            for seq in sequences:
-                if seq.intrinsics is not None:
-                    continue
-                if not intrinsics_fov_deg:
-                    raise DataError(f"{seq.name}: no camera intrinsics for self-supervision (a video, or a bag without "
-                                    f"camera_info); set data.horizontal_fov_deg to assume a pinhole, e.g. 60")
-                h, w = seq.frames.shape[1:3]
-                focal = w / (2 * np.tan(np.radians(intrinsics_fov_deg) / 2))
-                seq.intrinsics = np.array([[focal, 0, (w - 1) / 2], [0, focal, (h - 1) / 2], [0, 0, 1]])
+        self.intrinsics: list[np.ndarray] | None = None
+        if intrinsics_fov_deg is not None:
+            missing = [seq.name for seq in sequences if seq.intrinsics is None]
+            if missing and not intrinsics_fov_deg:
+                raise DataError(f"{', '.join(missing)}: no camera intrinsics for self-supervision (a video, or a bag "
+                                f"without camera_info); set data.horizontal_fov_deg to assume a pinhole, e.g. 60")
+            self.intrinsics = [seq.intrinsics if seq.intrinsics is not None
+                               else pinhole(*seq.frames.shape[1:3], intrinsics_fov_deg) for seq in sequences]
         span = (frames - 1) * stride + 1
         self.clips = [(s, start) for s, seq in enumerate(sequences) for start in range(0, len(seq.frames) - span + 1)]
         if not self.clips:
@@ -139,9 +138,9 @@ class ClipDataset(torch.utils.data.Dataset):
             sample["keep_index"] = torch.from_numpy(np.sort(rng.permutation(n)[:keep]).astype(np.int64))
         if seq.truth is not None:
             sample.update(readout_targets(seq.truth, index, (x0, y0, cw, ch), (out_h, out_w), rng))
-        if self.with_intrinsics:
-            sample["intrinsics"] = torch.from_numpy(_clip_intrinsics(seq.intrinsics, (x0, y0, cw, ch), (out_h, out_w),
-                                                                     flip))
+        if self.intrinsics is not None:
+            sample["intrinsics"] = torch.from_numpy(_clip_intrinsics(self.intrinsics[s], (x0, y0, cw, ch),
+                                                                     (out_h, out_w), flip))
             sample["labelled"] = torch.tensor(seq.truth is not None)
             if seq.truth is None:
                 sample.update(unlabelled_targets(self.frames, (out_h, out_w)))
@@ -163,11 +162,7 @@ def readout_targets(truth: dict, index: np.ndarray, crop: tuple[int, int, int, i
     """Ground truth for one clip at model resolution: depth, poses relative to frame 0, point and box tracks."""
     x0, y0, cw, ch = crop
     out_h, out_w = size
-    sx, sy = out_w / cw, out_h / ch
-
-    def to_model(x, y):  # source pixel centres -> model pixel centres
-        return (x - x0 + 0.5) * sx - 0.5, (y - y0 + 0.5) * sy - 0.5
-
+    to_model = PixelMap.crop_resize(crop, size).to_model  # source pixel centres -> model pixel centres
     depth = np.stack([cv2.resize(d[y0:y0 + ch, x0:x0 + cw].astype(np.float32), (out_w, out_h),
                                  interpolation=cv2.INTER_NEAREST) for d in truth["depth"][index]])
     poses = truth["world_from_camera"][index]
@@ -199,10 +194,7 @@ def readout_targets(truth: dict, index: np.ndarray, crop: tuple[int, int, int, i
 
 def _clip_intrinsics(k: np.ndarray, crop: tuple[int, int, int, int], size: tuple[int, int], flip: bool) -> np.ndarray:
     """The camera matrix of a crop resized to `size` (pixel centres map as the frames do), mirrored with `flip`."""
-    x0, y0, cw, ch = crop
-    sx, sy = size[1] / cw, size[0] / ch
-    out = np.array([[k[0, 0] * sx, 0, (k[0, 2] - x0 + 0.5) * sx - 0.5],
-                    [0, k[1, 1] * sy, (k[1, 2] - y0 + 0.5) * sy - 0.5], [0, 0, 1]], np.float32)
+    out = PixelMap.crop_resize(crop, size).intrinsics_to_model(k).astype(np.float32)
     if flip:
         out[0, 2] = size[1] - 1 - out[0, 2]
     return out

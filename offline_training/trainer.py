@@ -80,13 +80,13 @@ def build_optimizer(config: TrainConfig, objective: torch.nn.Module) -> torch.op
 
 def build_dataset(config: TrainConfig, model: FourDS) -> ClipDataset:
     cfg = model.config
-    readouts = config.task in ("readouts", "selfsup")
+    geometry_labels = config.task in ("readouts", "selfsup")  # depth, poses, tracks: no crop or flip
     mask = config.mae.mask_ratio if config.task == "pretrain" else (
         config.distill.student_mask_ratio if config.task == "distill" else 0.0)
     return ClipDataset(load_sequences(config.data.sources, config.data.image_topic), cfg.clip.frames,
                        (cfg.clip.height, cfg.clip.width), config.data.frame_stride,
-                       (1.0, 1.0) if readouts else tuple(config.data.crop_scale),  # geometry labels: no crop/flip
-                       config.data.flip and not readouts, config.seed, cfg.token_grid, mask,
+                       (1.0, 1.0) if geometry_labels else tuple(config.data.crop_scale),
+                       config.data.flip and not geometry_labels, config.seed, cfg.token_grid, mask,
                        config.data.horizontal_fov_deg if config.task == "selfsup" else None)
 
 

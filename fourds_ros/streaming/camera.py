@@ -18,6 +18,13 @@ class PixelMap:
     offset_x: float
     offset_y: float
 
+    @classmethod
+    def crop_resize(cls, crop: tuple[int, int, int, int], size: tuple[int, int]) -> "PixelMap":
+        """Model pixels of the source region `crop` (x0, y0, width, height) resized to `size` (height, width)."""
+        x0, y0, crop_w, crop_h = crop
+        sx, sy = crop_w / size[1], crop_h / size[0]
+        return cls(sx, sy, x0 + 0.5 * sx - 0.5, y0 + 0.5 * sy - 0.5)
+
     def to_source(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return x * self.scale_x + self.offset_x, y * self.scale_y + self.offset_y
 
@@ -48,6 +55,12 @@ class PixelMap:
         out[0, 2] = (out[0, 2] - self.offset_x) / self.scale_x
         out[1, 2] = (out[1, 2] - self.offset_y) / self.scale_y
         return out
+
+
+def pinhole(height: int, width: int, horizontal_fov_deg: float) -> np.ndarray:
+    """The camera matrix of an ideal pinhole with square pixels, centred, of this horizontal field of view."""
+    focal = width / (2 * np.tan(np.radians(horizontal_fov_deg) / 2))
+    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
 
 
 def ray_points(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:

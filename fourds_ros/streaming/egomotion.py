@@ -178,10 +178,7 @@ class GeometricOdometry:
         if len(ids) < self.config.min_inliers and self.last.source == "standing" and self.hold_frames > 0:
             # A standing camera whose view was suddenly hidden (a body right in front of the lens) still stands.
             self.hold_frames -= 1
-            estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(ids), 0.0)
-            self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
-                                 kf.covariance, "standing", keep=positions)
-            return estimate
+            return self._stand(seq, grey, depth_at, positions, len(ids))
         if len(ids) < self.config.min_inliers:
             return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
         a, b = kf.points[ids], positions[ids]
@@ -205,12 +202,7 @@ class GeometricOdometry:
             moving = displacement > self.config.moving_factor * standing_px
             self.alive[ids[moving]] = False
             self.still_frames[ids[~moving]] += 1
-            estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing",
-                                      int((~moving).sum()), 0.0)
-            if (~moving).sum() < self._renew_below(kf):
-                self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
-                                     kf.covariance, "standing", keep=positions)
-            return estimate
+            return self._stand(seq, grey, depth_at, positions, int((~moving).sum()))
         e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
         # The background must carry the fit: an essential matrix that explains under half of the tracks is a
         # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
@@ -265,6 +257,16 @@ class GeometricOdometry:
         return estimate
 
     # Parts ------------------------------------------------------------------------
+    def _stand(self, seq, grey, depth_at, positions, tracks: int) -> MotionEstimate:
+        """The camera stands: exactly the keyframe's pose; the keyframe is renewed in place (what stood still
+        stays settled) when too few of its tracks are left."""
+        kf = self.keyframe
+        estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", tracks, 0.0)
+        if tracks < self._renew_below(kf):
+            self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
+                                 kf.covariance, "standing", keep=positions)
+        return estimate
+
     def _track(self, reference: np.ndarray, current: np.ndarray, points: np.ndarray):
         return self.tracker.track(reference, current, points)
 

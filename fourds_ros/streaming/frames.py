@@ -187,9 +187,7 @@ class FramePreprocessor:
         return 0, (src_h - crop_h) // 2, src_w, crop_h
 
     def pixel_map(self, src_h: int, src_w: int) -> PixelMap:
-        x0, y0, cw, ch = self.crop_box(src_h, src_w)
-        sx, sy = cw / self.width, ch / self.height
-        return PixelMap(sx, sy, x0 + 0.5 * sx - 0.5, y0 + 0.5 * sy - 0.5)
+        return PixelMap.crop_resize(self.crop_box(src_h, src_w), (self.height, self.width))
 
     def __call__(self, view: np.ndarray, encoding: str, out: np.ndarray) -> None:
         """Crop/resize `view` (as from `image_view`) into `out` `(height, width, 3)` uint8 RGB."""
@@ -281,9 +279,8 @@ class GeometryFrames:
 
     def pixel_map(self) -> PixelMap:
         """Geometry pixels -> camera pixels."""
-        (src_h, src_w), (h, w) = self.source_size, self.frames.shape[1:]
-        sx, sy = src_w / w, src_h / h
-        return PixelMap(sx, sy, 0.5 * sx - 0.5, 0.5 * sy - 0.5)
+        (src_h, src_w) = self.source_size
+        return PixelMap.crop_resize((0, 0, src_w, src_h), self.frames.shape[1:])
 
     def write(self, view: np.ndarray, encoding: str, seq: int) -> None:
         src_h, src_w = view.shape[:2]

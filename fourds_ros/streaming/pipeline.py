@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..runtime import Backend, pad_queries
-from .camera import PixelMap, Rectifier, depth_at_pixels
+from .camera import PixelMap, Rectifier, depth_at_pixels, pinhole
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
 from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, check_pixel_count, \
@@ -457,9 +457,7 @@ class StreamingPipeline:
         """The camera matrix at geometry resolution; without camera_info, a nominal 60-degree pinhole."""
         k = self._camera_matrix
         if k is None:
-            height, width = job.source_size
-            focal = width / (2 * np.tan(np.radians(NOMINAL_FOV_DEG) / 2))
-            k = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+            k = pinhole(*job.source_size, NOMINAL_FOV_DEG)
             if not self._nominal_reported:
                 self._nominal_reported = True
                 self.log.warning(f"no camera intrinsics (camera_info missing or with zero focal length): egomotion "
