@@ -30,7 +30,7 @@ TORCH = ["torch>=2.6", "safetensors>=0.4", "onnx>=1.16", "onnxscript>=0.2"]
 EXTRAS = {
     "eval": ["rosbags>=0.10", "evo>=1.28", "matplotlib>=3.7", "tqdm>=4.60"],
     "export": TORCH,
-    "train": [*TORCH, "mujoco>=3.1", "tqdm>=4.60"],
+    "train": [*TORCH, "mujoco>=3.1", "pybullet>=3.2", "tqdm>=4.60"],  # pybullet: meshes, textures
     "tensorrt": ["tensorrt>=10.0,<11", "cuda-python>=12"],
     "test": ["pytest>=8"],
 }

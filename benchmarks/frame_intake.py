@@ -4,7 +4,7 @@ Per frame, as `StreamingPipeline.push` (and, for jpeg, the node's compressed-ima
 (`image_view`, converting YUV / Bayer / 16-bit layouts; `cv2.imdecode` for jpeg), the shrink on arrival (integer
 area average to what the model and the geometry need), the model's input (crop/resize to the model clip), and the
 grey frame of the geometric stage (`geometry_width` wide). Resolutions 640x480,
-1920x1080 and 4000x3000; the default model's 64x64 clip. Prints JSON and writes
+1920x1080 and 4000x3000; the default model's clip. Prints JSON and writes
 benchmarks/results/frame_intake-<cpu>.json.
 
     .venv/bin/python benchmarks/frame_intake.py [--repeats 30]
@@ -12,6 +12,7 @@ benchmarks/results/frame_intake-<cpu>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -97,7 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(0)  # as in the node: one frame at a time on the subscription thread
     config = StreamConfig()
-    clip = (64, 64)
+    model_clip = json.loads((REPO / "models" / "default" / "config.json").read_text())["clip"]
+    clip = (model_clip["height"], model_clip["width"])
     rng = np.random.default_rng(0)
     results = {}
     for w, h in RESOLUTIONS:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from .runtime.selection import ALL_PRECISIONS, BACKENDS
 from .streaming.egomotion import MODES as EGOMOTION_MODES
 from .streaming.refine import VISIBILITY as POINT_VISIBILITY
 from .synthetic.generator import CAMERA_MOTIONS
+from .synthetic.scene import STYLES
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, FileNotFoundError, FileExistsError)
 
@@ -173,13 +175,31 @@ def cmd_synth(args: argparse.Namespace) -> None:
     if args.out is None and args.shard is None:
         raise ValueError("nothing to write: give --out (a bag) and/or --shard (a training shard)")
     seq = generate(args.seed, args.frames, *args.size, fps=args.fps, num_points=args.points, fovy_deg=args.fov,
-                   camera_motion=args.camera_motion, sensor_effects=args.sensor_effects)
+                   camera_motion=args.camera_motion, sensor_effects=args.sensor_effects, style=args.style)
     if args.out is not None:
         write_bag(seq, args.out, overwrite=args.overwrite)
         print(f"wrote {args.out}: {args.frames} frames {args.size[0]}x{args.size[1]}, {len(seq.point_tracks)} point "
               f"tracks, {len(seq.boxes)} objects, seed {args.seed}")
     if args.shard:
         print(f"wrote {write_shard(seq, args.shard)}")
+
+
+def _seeds(text: str) -> list[int]:
+    """'0-47' or '0,3,9' or '5'."""
+    try:
+        if "-" in text:
+            first, last = (int(v) for v in text.split("-"))
+            return list(range(first, last + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0-47 or 1,2,5, got {text!r}") from None
+
+
+def cmd_shards(args: argparse.Namespace) -> None:
+    from .synthetic.shards import write_shards
+    paths = write_shards(args.seeds, args.out, args.frames, args.width, style=args.style, vary=args.vary_camera,
+                         workers=args.workers, progress=not args.no_progress)
+    print(f"{len(paths)} shards in {args.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -311,13 +331,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--points", type=int, default=64, help="ground-truth point tracks")
     p.add_argument("--camera-motion", choices=CAMERA_MOTIONS, default="robot",
-                   help="robot: drives, turns and stops; standing: still, while people walk across the view")
+                   help="robot: drives, turns and stops; handheld, walking: the same carried by a hand or a walking "
+                        "person's head; standing: still, while people walk across the view")
     p.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (square pixels)")
     p.add_argument("--sensor-effects", action="store_true",
                    help="exposure, motion blur, noise and JPEG on the images (the ground truth stays exact)")
+    p.add_argument("--style", choices=STYLES, default="procedural",
+                   help="procedural: checker textures; photo: photographs, meshes, furniture, random lights")
     p.add_argument("--shard", type=Path, help="also write a training shard (.npz)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("shards", help="write training shards for a range of seeds in parallel (existing ones kept)")
+    p.add_argument("--seeds", type=_seeds, required=True, help="e.g. 0-47")
+    p.add_argument("--out", type=Path, required=True, help="shard folder")
+    p.add_argument("--frames", type=int, default=96)
+    p.add_argument("--width", type=int, default=128, help="image width; the height follows the aspect ratio")
+    p.add_argument("--style", choices=STYLES, default="procedural")
+    p.add_argument("--vary-camera", action="store_true",
+                   help="per seed: aspect ratio, field of view, camera motion and sensor effects")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_shards)
 
     p = sub.add_parser("eval", help="score the node's pipeline on a bag against its ground truth")
     _bag_arguments(p)

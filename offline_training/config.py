@@ -48,9 +48,16 @@ class OptimSection:
     grad_clip: float = 1.0
 
 
+MAE_DECODERS = ("linear", "transformer")
+
+
 @dataclasses.dataclass
 class MaeSection:
     mask_ratio: float = 0.95
+    # "linear": the 4DS recipe, the encoder runs over the visible tubelets and a learned mask token at every
+    # masked position, and one linear layer maps each output token to its tubelet's pixels. "transformer": the
+    # VideoMAE decoder (the encoder sees the visible tubelets only; decoder_* size it).
+    decoder: str = "transformer"
     decoder_width: int = 384
     decoder_layers: int = 4
     decoder_heads: int = 6
@@ -115,6 +122,8 @@ class TrainConfig:
                 raise TrainConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.mae.mask_ratio < 1:
             raise TrainConfigError(f"mae.mask_ratio must be in [0, 1), got {self.mae.mask_ratio}")
+        if self.mae.decoder not in MAE_DECODERS:
+            raise TrainConfigError(f"mae.decoder must be one of {', '.join(MAE_DECODERS)}, got {self.mae.decoder!r}")
         if self.task == "distill" and not self.distill.teacher:
             raise TrainConfigError("distill.teacher: a teacher model directory is required for distillation")
         if not self.data.sources:

@@ -5,6 +5,7 @@ step, or running on another number of ranks or workers, gives the same clips and
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from fourds_ros.streaming.camera import PixelMap, pinhole
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+
+LOG = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -104,7 +107,16 @@ class ClipDataset(torch.utils.data.Dataset):
                                 f"without camera_info); set data.horizontal_fov_deg to assume a pinhole, e.g. 60")
             self.intrinsics = [seq.intrinsics if seq.intrinsics is not None
                                else pinhole(*seq.frames.shape[1:3], intrinsics_fov_deg) for seq in sequences]
+        tiny = [f"{seq.name} ({seq.frames.shape[1]}x{seq.frames.shape[2]})" for seq in sequences
+                if seq.frames.shape[1] * 2 < size[0] or seq.frames.shape[2] * 2 < size[1]]
+        if tiny:  # more than 2x upsampling trains the model on blur it will never see
+            raise DataError(f"frames smaller than half the {size[0]}x{size[1]} clip: {', '.join(tiny)}; use a "
+                            f"smaller model.clip or larger frames")
         span = (frames - 1) * stride + 1
+        short = [seq.name for seq in sequences if len(seq.frames) < span]
+        if short:
+            LOG.warning("%d source(s) shorter than one clip of %d frames are left out: %s", len(short), span,
+                        ", ".join(short))
         self.clips = [(s, start) for s, seq in enumerate(sequences) for start in range(0, len(seq.frames) - span + 1)]
         if not self.clips:
             raise DataError(f"no source has {span} frames (clips of {frames} frames at stride {stride})")
@@ -152,8 +164,9 @@ class ClipDataset(torch.utils.data.Dataset):
             return 0, 0, w, h
         scale = np.sqrt(rng.uniform(lo, hi))
         aspect = self.size[1] / self.size[0]
-        ch = min(h, int(round(h * scale)))
-        cw = min(w, int(round(ch * aspect)))
+        # Of the clip's aspect ratio whatever the source's (4:3, 16:9 and square cameras train one model).
+        ch = max(1, min(h, int(round(min(h, w / aspect) * scale))))
+        cw = max(1, min(w, int(round(ch * aspect))))
         return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch
 
 

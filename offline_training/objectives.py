@@ -32,17 +32,22 @@ def patchify(video: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
 
 
 class MaskedAutoencoder(nn.Module):
-    """The 4DS recipe: encode the visible tubelets only, decode mask tokens + positions to tubelet pixels."""
+    """Masked auto-encoding of tubelet pixels, with the 4DS linear decoder or a VideoMAE transformer decoder
+    (`MaeSection.decoder`); the loss is on the masked tubelets only."""
 
     def __init__(self, encoder: VideoEncoder, cfg: MaeSection):
         super().__init__()
         self.encoder, self.cfg = encoder, cfg
-        d, width = encoder.config.hidden_size, cfg.decoder_width
-        tokens = math.prod(encoder.token_grid)
-        self.decoder_embed = nn.Linear(d, width)
+        self.linear = cfg.decoder == "linear"
+        d = encoder.config.hidden_size
+        width = d if self.linear else cfg.decoder_width
         self.mask_token = nn.Parameter(torch.zeros(width))
-        self.decoder_pos = nn.Parameter(torch.randn(tokens, width) * 0.02)
-        self.decoder_blocks = nn.ModuleList(Block(width, cfg.decoder_heads, 4 * width) for _ in range(cfg.decoder_layers))
+        if not self.linear:
+            tokens = math.prod(encoder.token_grid)
+            self.decoder_embed = nn.Linear(d, width)
+            self.decoder_pos = nn.Parameter(torch.randn(tokens, width) * 0.02)
+            self.decoder_blocks = nn.ModuleList(Block(width, cfg.decoder_heads, 4 * width)
+                                                for _ in range(cfg.decoder_layers))
         self.decoder_norm = layer_norm(width)
         self.to_pixels = nn.Linear(width, 3 * math.prod(encoder.config.patch_size))
         nn.init.normal_(self.mask_token, std=0.02)
@@ -51,24 +56,29 @@ class MaskedAutoencoder(nn.Module):
         video, keep = to_float(batch["video"]), batch["keep_index"]
         tokens = self.encoder.embed(video)
         b, n, d = tokens.shape
-        visible = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, d))
-        encoded = self.encoder.run_blocks(visible, len(self.encoder.blocks))
-        width = self.cfg.decoder_width
-        decoded = self.mask_token.to(encoded.dtype).expand(b, n, width)
-        decoded = decoded.scatter(1, keep[..., None].expand(-1, -1, width), self.decoder_embed(encoded))
-        x = decoded + self.decoder_pos
-        for block in self.decoder_blocks:
-            x = block(x)
+        masked = torch.ones(b, n, device=video.device).scatter(1, keep, 0.0)
+        if self.linear:
+            positions = self.encoder.pos_embed.flatten(0, 2)
+            x = torch.where(masked[..., None].bool(), self.mask_token.to(tokens.dtype) + positions, tokens)
+            x = self.encoder.run_blocks(x, len(self.encoder.blocks))
+        else:
+            visible = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, d))
+            encoded = self.encoder.run_blocks(visible, len(self.encoder.blocks))
+            width = self.cfg.decoder_width
+            decoded = self.mask_token.to(encoded.dtype).expand(b, n, width)
+            x = decoded.scatter(1, keep[..., None].expand(-1, -1, width), self.decoder_embed(encoded))
+            x = x + self.decoder_pos
+            for block in self.decoder_blocks:
+                x = block(x)
         prediction = self.to_pixels(self.decoder_norm(x)).float()
         target = patchify(video, self.encoder.config.patch_size)
         if self.cfg.norm_pixel_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-        masked = torch.ones(b, n, device=video.device).scatter(1, keep, 0.0)
         loss = (((prediction - target) ** 2).mean(-1) * masked).sum() / masked.sum()
         return loss, {}
 
     def transformer_blocks(self) -> list[nn.Module]:
-        return [*self.encoder.blocks, *self.decoder_blocks]
+        return [*self.encoder.blocks, *(() if self.linear else self.decoder_blocks)]
 
 
 class Distillation(nn.Module):

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from fourds_ros.model import ClipConfig, EncoderConfig, FourDS, ModelConfig, ReadoutConfig, load_model_dir, \
     save_model_dir
+from fourds_ros.model.fourds import resize_tables
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -39,8 +40,10 @@ def build_model(config: TrainConfig) -> FourDS:
     model.reset_parameters(config.seed)
     if config.model.init_from:
         source = load_model_dir(config.model.init_from)
-        own = model.state_dict()
-        shared = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+        own, state = model.state_dict(), source.state_dict()
+        if source.config.clip != model.config.clip:  # a larger clip starts from a smaller one's weights
+            state = resize_tables(state, source.config, model.config)
+        shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not any(k.startswith("encoder.") for k in shared):
             raise ValueError(f"model.init_from {config.model.init_from} has no encoder weights of this model's shapes")
         model.load_state_dict(shared, strict=False)

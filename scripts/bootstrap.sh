@@ -25,4 +25,5 @@ echo "fourds_ros: installing the environment into $venv (first run takes a few m
 sed 's/\[[^]]*\]//' "$root/requirements.lock" > "$venv/constraints.txt"
 "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --dest "$root/.whl/core" \
   --constraint "$venv/constraints.txt" "$root" setuptools wheel
+bash "$root/scripts/install_assets.sh" || true  # photographs for the photo-real generator: optional
 echo "$want" > "$stamp"

@@ -20,3 +20,14 @@ for seed in 1001 1002 1003 1004 1005; do
   "$bin/fourds-ros" eval "$bag" --model models/default --precision "$precision" --out "$reports/seed$seed"
 done
 "$bin/fourds-ros" summarize "$reports"/seed* --out "$summary"
+# Photo-real held-out bags (never in training: photo shards use seeds 100-163): three cameras a robot carries.
+photo() {  # seed, then synth's camera arguments
+  local seed=$1; shift
+  local bag=${TMPDIR:-/tmp}/fourds-heldout/photo$seed
+  [[ -d $bag ]] || "$bin/fourds-ros" synth --out "$bag" --seed "$seed" --frames 96 --style photo "$@"
+  "$bin/fourds-ros" eval "$bag" --model models/default --precision "$precision" --out "$reports/photo/seed$seed"
+}
+photo 1101 --size 96x128 --fov 60 --camera-motion robot
+photo 1102 --size 72x128 --fov 50 --camera-motion walking --sensor-effects
+photo 1103 --size 96x128 --fov 70 --camera-motion handheld --sensor-effects
+"$bin/fourds-ros" summarize "$reports"/photo/seed* --out "${summary%.json}-photo.json"

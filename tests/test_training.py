@@ -75,6 +75,29 @@ def test_loss_falls_and_an_interrupted_run_resumes_exactly(tmp_path):
     assert checkpoints == ["step_00000004", "step_00000008"]  # keep_checkpoints: 2
 
 
+@pytest.mark.parametrize("recipe", ["small.yaml", "b.yaml", "large.yaml"])
+def test_the_4ds_recipe_configs_build_a_linear_pixel_decoder(recipe):
+    """95% masking; the encoder runs over the visible tubelets and learned mask tokens, one linear layer decodes."""
+    from fourds_ros.model import EncoderConfig
+    from fourds_ros.model.encoder import VideoEncoder
+    from offline_training.config import load_train_config
+    from offline_training.objectives import MaskedAutoencoder
+    config = load_train_config(REPO / "config" / "training" / recipe, [])
+    assert config.mae.mask_ratio == 0.95 and config.mae.decoder == "linear"
+    # The objective's structure follows the mae section alone: a mu encoder stands in for ViT-B/L here.
+    encoder = VideoEncoder(EncoderConfig.from_size("mu"), (2, 2, 2))
+    mae = MaskedAutoencoder(encoder, config.mae)
+    assert not hasattr(mae, "decoder_blocks") and isinstance(mae.to_pixels, torch.nn.Linear)
+    assert mae.to_pixels.in_features == encoder.config.hidden_size == mae.mask_token.shape[0]
+    assert mae.transformer_blocks() == list(encoder.blocks)
+
+
+def test_linear_decoder_pretraining_lowers_the_loss(tmp_path):
+    run_training("pretrain", tmp_path / "linear", "mae.decoder=linear")
+    curve = losses(tmp_path / "linear")
+    assert curve[8] < 0.9 * curve[1], curve
+
+
 def test_distillation_student_learns_and_exports(tmp_path):
     run_training("pretrain", tmp_path / "teacher", "model.size=Ti", "steps=2", "mae.decoder_width=32")
     student = tmp_path / "student"
@@ -104,6 +127,46 @@ def test_readout_training_on_synthetic_shards(tmp_path):
     last = np.mean([r["loss"] for r in records[-3:]])
     assert last < 0.8 * first, (first, last)
     assert torch.isfinite(next(iter(load_model_dir(out / "model").state_dict().values()))).all()
+
+
+@pytest.mark.parametrize("source", [(48, 64), (36, 64), (64, 64)])  # 4:3, 16:9 and square cameras
+def test_training_crops_keep_the_clips_aspect_ratio_whatever_the_camera(source):
+    from offline_training.data import ClipDataset, Sequence
+    frames = np.zeros((4, *source, 3), np.uint8)
+    dataset = ClipDataset([Sequence("camera", frames)], frames=2, size=(24, 32), crop_scale=(0.6, 1.0))
+    for position in range(20):
+        x0, y0, cw, ch = dataset._crop(np.random.default_rng(position), *source)
+        assert 0 <= x0 and x0 + cw <= source[1] and 0 <= y0 and y0 + ch <= source[0]
+        assert abs(cw / ch - 32 / 24) < 0.06, (cw, ch)
+
+
+def test_sources_too_small_or_too_short_for_the_clip_are_named(caplog):
+    from offline_training.data import ClipDataset, DataError, Sequence
+    tiny = Sequence("phone.mp4", np.zeros((8, 10, 14, 3), np.uint8))
+    with pytest.raises(DataError, match=r"smaller than half the 24x32 clip: phone.mp4 \(10x14\)"):
+        ClipDataset([tiny, Sequence("ok", np.zeros((8, 24, 32, 3), np.uint8))], frames=2, size=(24, 32))
+    with caplog.at_level("WARNING", logger="offline_training.data"):
+        dataset = ClipDataset([Sequence("long", np.zeros((8, 24, 32, 3), np.uint8)),
+                               Sequence("blip", np.zeros((1, 24, 32, 3), np.uint8))], frames=2, size=(24, 32))
+    assert len(dataset) == 7 and "blip" in caplog.text
+
+
+def test_a_larger_clip_starts_from_a_smaller_models_weights(tmp_path):
+    """model.init_from at another clip size: the position and query tables are resampled, every other weight kept."""
+    from offline_training.config import load_train_config
+    from offline_training.trainer import build_model
+    from fourds_ros.model import save_model_dir
+    small = build_model(load_train_config(TINY, [f"out_dir={tmp_path}"]))
+    save_model_dir(small, tmp_path / "small")
+    large = build_model(load_train_config(TINY, [f"out_dir={tmp_path}", "model.clip=[4,32,48]",
+                                                 f"model.init_from={tmp_path / 'small'}"]))
+    assert tuple(large.encoder.pos_embed.shape[:3]) == (2, 2, 3)
+    theirs, ours = small.state_dict(), large.state_dict()
+    kept = [k for k in ours if theirs[k].shape == ours[k].shape]
+    assert all(torch.equal(ours[k], theirs[k]) for k in kept) and "encoder.blocks.0.attn.qkv.weight" in kept
+    from fourds_ros.model.fourds import resize_tables
+    resized = resize_tables(theirs, small.config, large.config)
+    assert torch.equal(ours["encoder.pos_embed"], resized["encoder.pos_embed"])  # carried over, not re-drawn
 
 
 def test_self_supervision_on_unlabelled_video_mixed_with_synthetic_shards(tmp_path):
@@ -145,6 +208,9 @@ def test_bad_configs_fail_clearly(tmp_path):
                              "--set", f"data.sources=[{tmp_path / 'nothing'}]"], capture_output=True, text=True,
                             cwd=REPO, timeout=120)
     assert result.returncode == 2 and "does not exist" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "offline_training", "pretrain", "--config", str(TINY),
+                             "--set", "mae.decoder=conv"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2 and "mae.decoder must be one of linear, transformer" in result.stderr
     # A diverging run stops at the step that failed, names the checkpoint to go back to, saves nothing after it.
     out = tmp_path / "diverging"
     result = subprocess.run([sys.executable, "-m", "offline_training", "pretrain", "--config", str(TINY), "--no-progress",

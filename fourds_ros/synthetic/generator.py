@@ -13,16 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import build_scene
+from .assets import AssetLibrary
+from .scene import STYLES, build_scene
 from .sensor import apply_sensor_effects
-from .trajectory import camera_path, look_at, object_path, standing_camera, walk_across_view
+from .trajectory import body_motion, camera_path, look_at, mounting, object_path, standing_camera, \
+    walk_across_view
 
 # MuJoCo camera axes (x right, y up, -z forward) -> optical axes (x right, y down, z forward).
 MUJOCO_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
 MIN_BOX_PIXELS = 12
-# "robot": the camera drives, turns and stops (trajectory.camera_path) among wandering objects; "standing":
+# "robot": the camera drives, turns and stops (trajectory.camera_path) among wandering objects; "handheld" and
+# "walking": the same paths carried by a hand or on a walking person's head (trajectory.body_motion); "standing":
 # the camera stands still while people-sized bodies walk across its view (egomotion must be exactly zero).
-CAMERA_MOTIONS = ("robot", "standing")
+CAMERA_MOTIONS = ("robot", "handheld", "walking", "standing")
 
 
 @dataclass
@@ -70,8 +73,10 @@ def camera_pose(data, camera_id: int = 0) -> np.ndarray:
 
 
 def generate(seed: int, frames: int, height: int, width: int, fps: float = 30.0, num_points: int = 64,
-             fovy_deg: float = 60.0, camera_motion: str = "robot", sensor_effects: bool = False) -> SyntheticSequence:
-    """`sensor_effects`: exposure, blur, noise and JPEG on the images (sensor.py); the ground truth is the same."""
+             fovy_deg: float = 60.0, camera_motion: str = "robot", sensor_effects: bool = False,
+             style: str = "procedural", assets: AssetLibrary | None = None) -> SyntheticSequence:
+    """`sensor_effects`: exposure, blur, noise and JPEG on the images (sensor.py); the ground truth is the same.
+    `style`: the room's look (scene.STYLES); "photo" uses `assets` (default: `AssetLibrary.default()`)."""
     if camera_motion not in CAMERA_MOTIONS:
         raise ValueError(f"camera_motion must be one of {', '.join(CAMERA_MOTIONS)}, got {camera_motion!r}")
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -79,10 +84,17 @@ def generate(seed: int, frames: int, height: int, width: int, fps: float = 30.0,
 
     rng = np.random.default_rng(seed)
     standing = camera_motion == "standing"
-    xml, objects = build_scene(rng, height, width, fovy_deg=fovy_deg, people=standing)
+    if style == "photo" and assets is None:
+        assets = AssetLibrary.default()
+    xml, objects = build_scene(rng, height, width, fovy_deg=fovy_deg, people=standing, style=style, assets=assets)
     model = mujoco.MjModel.from_xml_string(xml)
     data = mujoco.MjData(model)
     cam_pos, cam_target, kinds = standing_camera(rng, frames) if standing else camera_path(rng, frames, fps)
+    if style == "photo" and not standing:  # cameras at every height and pitch; its own generator, as below
+        cam_pos, cam_target = mounting(np.random.default_rng([seed, 5]), cam_pos, cam_target)
+    if camera_motion in ("handheld", "walking"):  # its own generator: the scene and path stay those of "robot"
+        cam_pos, cam_target = body_motion(np.random.default_rng([seed, 3]), cam_pos, cam_target, fps, camera_motion)
+        kinds = ["move"] * frames  # a carried camera never holds still
     movers = [o for o in objects if o.moving]
     mover_paths = {}
     for o in movers:

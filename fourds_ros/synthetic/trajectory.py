@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import ROOM_HALF
+from .scene import ROOM_HALF, WALL_HEIGHT
 
 
 def smooth_signal(rng: np.random.Generator, t: np.ndarray, dims: int, components: int = 3,
@@ -61,6 +61,46 @@ def camera_path(rng: np.random.Generator, frames: int, fps: float) -> tuple[np.n
     limit = ROOM_HALF - 0.6
     position[:, :2] = position[:, :2].clip(-limit, limit)
     return position, target, kinds
+
+
+def mounting(rng: np.random.Generator, position: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Re-mount a camera path: at 0.3 m (a small robot) to 1.8 m (a head) above the floor, pitched from 45 degrees
+    down (a table, the floor just ahead) to 10 degrees up, keeping the path's own ups and downs."""
+    position, target = position.copy(), target.copy()
+    height, pitch = rng.uniform(0.3, 1.8), np.radians(rng.uniform(-45, 10))
+    sway = target[:, 2] - target[:, 2].mean() - (position[:, 2] - position[:, 2].mean())
+    position[:, 2] += height - position[:, 2].mean()
+    position[:, 2] = position[:, 2].clip(0.2, WALL_HEIGHT - 0.3)
+    reach = np.linalg.norm(target[:, :2] - position[:, :2], axis=1)
+    target[:, 2] = position[:, 2] + reach * np.tan(pitch) + 0.5 * sway
+    return position, target
+
+
+def body_motion(rng: np.random.Generator, position: np.ndarray, target: np.ndarray, fps: float,
+                kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """What carrying the camera adds to a smooth path: "handheld", a hand's tremor and sway (1-3 cm, 3-8 Hz);
+    "walking", a head-mounted camera's gait (vertical bob of 2-4 cm at twice the 1.6-2.1 Hz step rate, sideways
+    sway at the step rate, a little pitch with each step)."""
+    frames = len(position)
+    t = np.arange(frames) / fps
+    position, target = position.copy(), target.copy()
+    if kind == "handheld":
+        for scale, points in ((rng.uniform(0.01, 0.03), position), (rng.uniform(0.02, 0.06), target)):
+            freq, phase = rng.uniform(3, 8, 3), rng.uniform(0, 2 * np.pi, 3)
+            points += scale * np.sin(2 * np.pi * freq * t[:, None] + phase) * rng.uniform(0.5, 1.0, 3)
+    elif kind == "walking":
+        step, phase = rng.uniform(1.6, 2.1), rng.uniform(0, 2 * np.pi)
+        heading = np.gradient(position[:, :2], axis=0)
+        heading /= np.maximum(np.linalg.norm(heading, axis=1, keepdims=True), 1e-9)
+        side = np.column_stack([-heading[:, 1], heading[:, 0]])
+        bob = rng.uniform(0.02, 0.04) * np.sin(4 * np.pi * step * t + phase)
+        sway = rng.uniform(0.01, 0.03) * np.sin(2 * np.pi * step * t + phase)
+        position[:, 2] += bob
+        position[:, :2] += sway[:, None] * side
+        target[:, 2] += bob + rng.uniform(0.02, 0.08) * np.sin(4 * np.pi * step * t + phase + 0.5)
+    else:
+        raise ValueError(f"unknown body motion {kind!r}")
+    return position, target
 
 
 def object_path(rng: np.random.Generator, frames: int, fps: float, start: np.ndarray, height: float) -> np.ndarray:
