@@ -28,8 +28,10 @@ from fourds_ros.model import ClipConfig, EncoderConfig, FourDS, ModelConfig  # n
 from offline_training.config import MaeSection  # noqa: E402
 from offline_training.objectives import MaskedAutoencoder  # noqa: E402
 
-SIZES = {"default": ("Ti", (16, 64, 64), MaeSection(0.9, 192, 2, 3)),
-         "B": ("B", (16, 224, 224), MaeSection(0.95, 512, 4, 8))}
+SIZES = {"default": ("Ti", (16, 64, 64), MaeSection(mask_ratio=0.9, decoder_width=192, decoder_layers=2,
+                                                     decoder_heads=3)),
+         "B": ("B", (16, 224, 224), MaeSection(mask_ratio=0.95, decoder_width=512, decoder_layers=4,
+                                               decoder_heads=8))}
 
 
 def transformer_flops(tokens: int, dim: int, mlp: int, layers: int) -> int:

@@ -54,14 +54,14 @@ MAE_DECODERS = ("linear", "transformer")
 @dataclasses.dataclass
 class MaeSection:
     mask_ratio: float = 0.95
-    # "linear": the 4DS recipe, the encoder runs over the visible tubelets and a learned mask token at every
-    # masked position, and one linear layer maps each output token to its tubelet's pixels. "transformer": the
-    # VideoMAE decoder (the encoder sees the visible tubelets only; decoder_* size it).
-    decoder: str = "transformer"
     decoder_width: int = 384
     decoder_layers: int = 4
     decoder_heads: int = 6
     norm_pixel_loss: bool = True
+    # "linear": the 4DS recipe, the encoder runs over the visible tubelets and a learned mask token at every
+    # masked position, and one linear layer maps each output token to its tubelet's pixels. "transformer": the
+    # VideoMAE decoder (the encoder sees the visible tubelets only; decoder_* size it).
+    decoder: str = "transformer"
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from fourds_ros.model import FourDS
 from fourds_ros.model.encoder import VideoEncoder
 from fourds_ros.model.layers import Block, layer_norm
 
-from .config import MaeSection, ReadoutSection, SelfSupSection
+from .config import MAE_DECODERS, MaeSection, ReadoutSection, SelfSupSection
 from .photometric import self_supervised_loss
 
 
@@ -37,6 +37,8 @@ class MaskedAutoencoder(nn.Module):
 
     def __init__(self, encoder: VideoEncoder, cfg: MaeSection):
         super().__init__()
+        if cfg.decoder not in MAE_DECODERS:
+            raise ValueError(f"mae.decoder must be one of {', '.join(MAE_DECODERS)}, got {cfg.decoder!r}")
         self.encoder, self.cfg = encoder, cfg
         self.linear = cfg.decoder == "linear"
         d = encoder.config.hidden_size
@@ -65,8 +67,9 @@ class MaskedAutoencoder(nn.Module):
             visible = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, d))
             encoded = self.encoder.run_blocks(visible, len(self.encoder.blocks))
             width = self.cfg.decoder_width
-            decoded = self.mask_token.to(encoded.dtype).expand(b, n, width)
-            x = decoded.scatter(1, keep[..., None].expand(-1, -1, width), self.decoder_embed(encoded))
+            embedded = self.decoder_embed(encoded)  # under autocast its dtype, not the encoder's, is the one to match
+            decoded = self.mask_token.to(embedded.dtype).expand(b, n, width)
+            x = decoded.scatter(1, keep[..., None].expand(-1, -1, width), embedded)
             x = x + self.decoder_pos
             for block in self.decoder_blocks:
                 x = block(x)

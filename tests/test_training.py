@@ -92,6 +92,25 @@ def test_the_4ds_recipe_configs_build_a_linear_pixel_decoder(recipe):
     assert mae.transformer_blocks() == list(encoder.blocks)
 
 
+@pytest.mark.parametrize("decoder", ["linear", "transformer"])
+def test_mae_objective_runs_under_bf16_autocast(decoder):
+    """The GPU configs train in bf16 autocast; CPU autocast takes the same dtype paths (a mask-token scatter once
+    mixed float32 and bfloat16 there and failed only on the GPU)."""
+    from fourds_ros.model import EncoderConfig
+    from fourds_ros.model.encoder import VideoEncoder
+    from offline_training.config import MaeSection
+    from offline_training.objectives import MaskedAutoencoder
+    encoder = VideoEncoder(EncoderConfig.from_size("mu"), (2, 2, 2))
+    mae = MaskedAutoencoder(encoder, MaeSection(mask_ratio=0.75, decoder=decoder, decoder_width=32, decoder_layers=1,
+                                                decoder_heads=2))
+    batch = {"video": torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8),
+             "keep_index": torch.tensor([[0, 5], [3, 6]])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = mae(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and mae.mask_token.grad is not None
+
+
 def test_linear_decoder_pretraining_lowers_the_loss(tmp_path):
     run_training("pretrain", tmp_path / "linear", "mae.decoder=linear")
     curve = losses(tmp_path / "linear")
