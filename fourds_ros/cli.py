@@ -208,6 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
                       window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision,
                       gt=args.gt, egomotion=args.egomotion, refine_points=not args.no_refine_points,
+                      fuse_depth=not args.no_fuse_depth,
                       point_visibility=args.point_visibility, geometry_width=args.geometry_width)
     print(summary(report, args.out))
 
@@ -358,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bag_arguments(p)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-refine-points", action="store_true", help="publish the 4DS point positions unrefined")
+    p.add_argument("--no-fuse-depth", action="store_true",
+                   help="publish the 4DS depth without the egomotion's triangulated correction")
     p.add_argument("--geometry-width", type=int, help="width of the geometric stage's grey frames (node default)")
     p.add_argument("--point-visibility", choices=POINT_VISIBILITY, default="refined",
                    help="occlusion signal of point tracks: readout, refined or both")

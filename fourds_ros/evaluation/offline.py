@@ -98,7 +98,7 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
              image_topic: str | None = None, window_hop: int = 4, video: bool = False, progress: bool = True,
              threads: int = 0, precision: str | None = None, gt: Path | None = None,
              egomotion: str = "geometric", refine_points: bool = True, point_visibility: str = "refined",
-             geometry_width: int | None = None) -> dict:
+             geometry_width: int | None = None, fuse_depth: bool = True) -> dict:
     """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`."""
     started = time.monotonic()
     model_dir = model_dir or default_model_dir()
@@ -110,7 +110,7 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
     box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
     config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
                           point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0, egomotion=egomotion,
-                          refine_points=refine_points, point_visibility=point_visibility,
+                          refine_points=refine_points, point_visibility=point_visibility, fuse_depth=fuse_depth,
                           **({"geometry_width": geometry_width} if geometry_width else {}))
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
                        box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics,
@@ -118,7 +118,7 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
     report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, egomotion=egomotion,
-                  points={"refined": refine_points, "visibility": point_visibility},
+                  depth={"fused": fuse_depth}, points={"refined": refine_points, "visibility": point_visibility},
                   egomotion_sources=pred.egomotion_sources, model_metrics=scores,
                   runtime=runtime_summary(pred), notes=notes)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)

@@ -64,6 +64,8 @@ PARAMETERS = [
     Param("egomotion", "geometric", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
           "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
           choices=EGOMOTION_MODES),
+    Param("fuse_depth", True, "correct the 4DS depth with depth triangulated from dense optical flow and the "
+          "geometric egomotion (needs egomotion geometric or fused; once a window, about 30 ms on 2 cores)"),
     Param("geometry_width", 320, "width of the grey frames the geometric stage tracks on (at most the camera's)",
           range=(32, 8192)),
     Param("max_image_pixels", 50_000_000, "images with more pixels are rejected (a log line) before anything is "
@@ -97,7 +99,7 @@ class PerceptionNode(Node):
                               resize_policy=p["resize_policy"], depth_affine=p["depth_affine"],
                               point_tracks=p["point_tracks"], point_seeding=p["point_seeding"],
                               max_invisible_frames=p["max_invisible_frames"], flush_after_s=p["flush_after_s"],
-                              egomotion=p["egomotion"], geometry_width=p["geometry_width"],
+                              egomotion=p["egomotion"], geometry_width=p["geometry_width"], fuse_depth=p["fuse_depth"],
                               refine_points=p["refine_points"], point_visibility=p["point_visibility"],
                               rectify=p["rectify"], max_image_pixels=p["max_image_pixels"])
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],

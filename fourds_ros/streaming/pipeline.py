@@ -24,8 +24,11 @@ import numpy as np
 
 from ..runtime import Backend, pad_queries
 from .camera import PixelMap, Rectifier, depth_at_pixels, pinhole
+from .depth_fusion import DepthFusion
+from .depth_points import DepthPoints
 from .egomotion import MODES as EGOMOTION_MODES
 from .egomotion import EgomotionConfig, GeometricOdometry
+from .flow_depth import FlowDepth
 from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, check_pixel_count, \
     converted_encoding, image_view, shrink, shrink_factor, shrink_map
 from .refine import VISIBILITY as POINT_VISIBILITY
@@ -50,6 +53,7 @@ class StreamConfig:
     flush_after_s: float = 0.5  # no frame for this long: run the newest window for frames still waiting (0: never)
     egomotion: str = "geometric"  # geometric | readout | fused (see egomotion.py)
     refine_points: bool = True  # refine point tracks at camera resolution (see refine.py)
+    fuse_depth: bool = True  # correct the model's depth with depth triangulated from flow (depth_fusion.py)
     rectify: bool = True  # undistort frames whose camera_info carries a distortion model
     point_visibility: str = "refined"  # readout | refined | both: which occlusion signal `visible` carries
     geometry_width: int = 320  # grey frames for the geometric stage are at most this wide
@@ -166,6 +170,9 @@ class StreamingPipeline:
         needs_geometry = self.geometric or self.refiner is not None
         self.geometry = GeometryFrames(config.window_len, config.geometry_width) if needs_geometry else None
         self.odometry = GeometricOdometry(EgomotionConfig(mode=config.egomotion), self.log) if self.geometric else None
+        self.fusion = DepthFusion() if self.geometric and config.fuse_depth and "depth" in heads else None
+        self.flow_depth = FlowDepth() if self.fusion is not None else None
+        self.depth_points = DepthPoints()
         self._seeds = SeedInbox()
         self._busy = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
@@ -348,6 +355,10 @@ class StreamingPipeline:
                 self.odometry.reset()
             if self.refiner is not None:
                 self.refiner.reset()
+            if self.fusion is not None:
+                self.fusion.reset()
+                self.flow_depth.reset()
+                self.depth_points.reset()
             for tracks in (self.points, self.boxes):
                 if tracks is not None:
                     tracks.reset()
@@ -379,6 +390,8 @@ class StreamingPipeline:
             poses = self.trajectory.add_window(seqs, out["pose"][0], scale)
             if self.geometric:
                 self._geometric_poses(job, outputs, publish_from, depth, poses)
+                if self.fusion is not None and depth is not None and outputs:
+                    self._fuse_depth(job, outputs, publish_from, depth)
             else:
                 for o in outputs:
                     o.world_from_camera, o.egomotion_source = poses[o.info.seq], "readout"
@@ -452,6 +465,40 @@ class StreamingPipeline:
             pending = []
             previous = (estimate, o.info.stamp_ns)
             self._last_geometry_stamp = o.info.stamp_ns
+
+    def _fuse_depth(self, job: _Job, outputs: list[FrameOutput], publish_from: int, depth: np.ndarray) -> None:
+        """Each new frame's depth with the correction of `depth_fusion.py` from the triangulated points that
+        project into it (`depth_points.py`). The newest frame of the window is measured (`flow_depth.py`): flow
+        to remembered earlier frames and the motion between them; once a window, so the cost does not grow with
+        the hop. Without points in view, the last correction, aged."""
+        k = self._geometry_camera_matrix(job)
+        x, y = self._model_grid(depth.shape[1:], job)
+        newest, last = len(job.infos) - 1, outputs[-1]
+        # Only a measured translation triangulates: a pure rotation's pose has none by construction.
+        if last.egomotion_source in ("geometry", "fused") and self.flow_depth.fine_enough(k):
+            references = self.flow_depth.references(last.world_from_camera, float(np.nanmedian(depth[newest])))
+            measurement = self.flow_depth.consistent_depth(job.grey[newest], references, k, last.world_from_camera,
+                                                          x, y) if references else None
+            if measurement is not None:
+                self.depth_points.add(*measurement, x, y, k, last.world_from_camera)
+        to_model = lambda u, v: job.pixel_map.to_model(*job.geometry_map.to_source(u, v))  # noqa: E731
+        for i, out in zip(range(publish_from, len(job.infos)), outputs):
+            source, pose = out.egomotion_source, out.world_from_camera
+            projected = self.depth_points.project(pose, k, to_model, depth.shape[1:])
+            fresh = projected is not None and self.fusion.update(
+                depth[i], *projected, job.pixel_map.scale_y / job.pixel_map.scale_x)
+            if not fresh and source != "standing":
+                self.fusion.moved()
+            out.depth = self.fusion.apply(depth[i])
+            if source in ("geometry", "fused", "rotation"):
+                self.flow_depth.remember(job.grey[i], pose)
+
+    @staticmethod
+    def _model_grid(shape: tuple[int, int], job: _Job) -> tuple[np.ndarray, np.ndarray]:
+        """Geometry pixels of the model's pixel centres."""
+        y, x = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+        x, y = job.pixel_map.to_source(x, y)
+        return job.geometry_map.to_model(x, y)
 
     def _geometry_camera_matrix(self, job: _Job) -> np.ndarray:
         """The camera matrix at geometry resolution; without camera_info, a nominal 60-degree pinhole."""

@@ -1,0 +1,101 @@
+"""The 4DS depth corrected by depth measured from motion (`flow_depth.py`, carried by `depth_points.py`).
+
+A learned monocular depth is right about edges and order more often than about shape: on footage unlike its
+training data it keeps a prior layout ("floor below, wall above"). Two views with enough baseline measure depth
+directly where the scene has texture and parallax. As in depth completion from structure-from-motion points (the
+network's depth as the dense guide, the triangulated depths as measurements; DeepV2D and DF-VO pair the two
+likewise), each frame's depth is multiplied by a smooth correction: the log ratio of measured to model depth,
+spread by a wide and a narrow Gaussian kernel (normalised convolution) against the model's own weight
+(`model_sigma`), so the measurements rule where they are dense and the correction fades where there are none.
+The median ratio itself is kept, so depth and odometry stay in one scale.
+
+A frame with nothing measured in view takes the latest correction while the view has not moved on (`max_age`
+moving frames); a standing camera keeps it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class DepthFusionConfig:
+    sigma: float = 0.12  # kernel width as a fraction of the image width
+    detail_sigma: float = 0.02  # the second, narrow kernel (0: off)
+    model_sigma: float = 0.2  # the model depth's assumed log error: its weight against the measurements'
+    precision_ratio: float = 0.5  # measurements noisier than this fraction of `model_sigma` are left out
+    min_samples: int = 12  # fewer measured pixels than this correct nothing
+    max_age: int = 8  # moving frames a correction is reused for without measurements in view
+    outlier_mads: float = 3.0  # log ratios this many MADs from the median are dropped (movers, bad matches)
+
+    def validate(self) -> None:
+        if not self.sigma > 0:
+            raise ValueError(f"depth fusion sigma must be positive, got {self.sigma}")
+        if not self.model_sigma > 0:
+            raise ValueError(f"depth fusion model_sigma must be positive, got {self.model_sigma}")
+
+
+class DepthFusion:
+    def __init__(self, config: DepthFusionConfig | None = None):
+        self.config = config or DepthFusionConfig()
+        self.config.validate()
+        self.samples_used = 0  # of the last update
+        self.reset()
+
+    def reset(self) -> None:
+        self._field: np.ndarray | None = None  # log correction at model resolution
+        self._age = 0
+
+    def update(self, depth: np.ndarray, measured: np.ndarray, weight: np.ndarray, pixel_height: float = 1.0) -> bool:
+        """A new correction for `depth` `(h, w)` from `measured` depth (NaN where none) with `weight` (inverse
+        variance of its log), both at model resolution. `pixel_height` is a model pixel's height over its width
+        in camera pixels (the model's resize may stretch one axis), so the kernel is round in the camera's view.
+        Returns whether it was used."""
+        # A measurement corrects the model only where it is clearly the more precise (its noise at most half
+        # the model's): many noisy ones averaged by the kernel are precise in theory and biased in practice.
+        precise = weight >= 1.0 / (self.config.precision_ratio * self.config.model_sigma) ** 2
+        usable = np.isfinite(measured) & (measured > 0) & np.isfinite(depth) & (depth > 0) & precise
+        if usable.sum() < self.config.min_samples:
+            return False
+        ratio = np.zeros(depth.shape, np.float64)
+        ratio[usable] = np.log(measured[usable]) - np.log(depth[usable])
+        median = float(np.median(ratio[usable]))
+        mad = 1.4826 * float(np.median(np.abs(ratio[usable] - median))) + 1e-3
+        usable &= np.abs(ratio - median) <= self.config.outlier_mads * mad
+        if usable.sum() < self.config.min_samples:
+            return False
+        w = np.where(usable, weight, 0.0)
+        # Two scales: a wide kernel carries the correction into regions without measurements, a narrow one
+        # follows the measurements where they are dense.
+        field = np.full(depth.shape, median)
+        for sigma in (self.config.sigma, self.config.detail_sigma):
+            if sigma > 0:
+                field = field + self._spread(w * (ratio - field), w, sigma * depth.shape[1], pixel_height)
+        self._field = field.astype(np.float32)
+        self._age = 0
+        self.samples_used = int(usable.sum())
+        return True
+
+    def _spread(self, values: np.ndarray, weight: np.ndarray, sigma_x: float, pixel_height: float) -> np.ndarray:
+        """Nadaraya-Watson by normalised convolution (zero outside the image); the prior weighs as much as
+        the model at a pixel (inverse variance `model_sigma`) and pulls towards no change."""
+        sigma_y = sigma_x / pixel_height
+
+        def blur(image):
+            return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma_x, sigmaY=sigma_y, borderType=cv2.BORDER_CONSTANT)
+        mass = 2 * np.pi * sigma_x * sigma_y
+        return blur(values) / (blur(weight) + 1.0 / (self.config.model_sigma ** 2 * mass))
+
+    def moved(self) -> None:
+        """The camera moved without measurements in view: the correction ages."""
+        self._age += 1
+        if self._age > self.config.max_age:
+            self._field = None
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """`depth` with the current correction (a new array), or `depth` itself when there is none."""
+        if self._field is None or self._field.shape != depth.shape:
+            return depth
+        return depth * np.exp(self._field)

@@ -1,0 +1,62 @@
+"""Triangulated depth kept as world points, so one measurement serves the frames around it.
+
+A dense triangulation (`flow_depth.py`) costs two optical flows; measuring every frame would double the
+geometric stage. The points of the last few measurements are kept in the world frame and projected into each
+frame with its pose, like the local map of a keyframe SLAM system: frames between measurements get depth
+where the view moved, not a correction field that stayed in image coordinates, and points measured from an
+earlier view fill regions (near the epipole of a camera driving forward) the newest measurement misses.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class DepthPoints:
+    def __init__(self, measurements: int = 1):
+        self.sets: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=measurements)  # (world points, weights)
+
+    def reset(self) -> None:
+        self.sets.clear()
+
+    def add(self, depth: np.ndarray, weight: np.ndarray, x: np.ndarray, y: np.ndarray, k: np.ndarray,
+            world_from_camera: np.ndarray) -> None:
+        """Depths (NaN where none) with their weights at pixels `x`, `y` of a camera with matrix `k` and pose."""
+        usable = np.isfinite(depth) & (depth > 0) & (weight > 0)
+        rays = np.linalg.inv(k) @ np.stack([x[usable], y[usable], np.ones(int(usable.sum()))])
+        camera = rays * depth[usable]
+        world = (world_from_camera[:3, :3] @ camera).T + world_from_camera[:3, 3]
+        self.sets.append((world, weight[usable].astype(np.float64)))
+
+    def project(self, world_from_camera: np.ndarray, k: np.ndarray, to_grid, shape: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Depth (NaN where none) and weight on a grid of `shape` for a camera with matrix `k` and pose:
+        `to_grid(u, v)` maps the camera's pixels to grid pixels. Points falling on one grid pixel are averaged
+        in log depth by weight. None without points."""
+        if not self.sets:
+            return None
+        world = np.concatenate([points for points, _ in self.sets])
+        weight = np.concatenate([w for _, w in self.sets])
+        camera = (world - world_from_camera[:3, 3]) @ world_from_camera[:3, :3]
+        z = camera[:, 2]
+        front = z > 1e-6
+        pixels = (k @ camera[front].T)
+        gx, gy = to_grid(pixels[0] / pixels[2], pixels[1] / pixels[2])
+        depth, total = self.splat(gx, gy, z[front], weight[front], shape)
+        return None if not (total > 0).any() else (depth, total)
+
+    @staticmethod
+    def splat(x, y, z, weight, shape):
+        """Depths `z` with weights at grid pixels `x`, `y` onto a grid of `shape`: (depth, weight), averaged in
+        log depth by weight where several fall on one pixel."""
+        col, row = np.rint(x).astype(int), np.rint(y).astype(int)
+        ok = (col >= 0) & (row >= 0) & (col < shape[1]) & (row < shape[0]) & np.isfinite(z) & (z > 0)
+        index = row[ok] * shape[1] + col[ok]
+        w = weight[ok]
+        total = np.bincount(index, w, shape[0] * shape[1])
+        log_sum = np.bincount(index, w * np.log(z[ok]), shape[0] * shape[1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            depth = np.exp(log_sum / total)
+        depth[total <= 0] = np.nan
+        return depth.reshape(shape), total.reshape(shape)
