@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-refine-points", action="store_true", help="publish the 4DS point positions unrefined")
     p.add_argument("--no-fuse-depth", action="store_true",
-                   help="publish the 4DS depth without the egomotion's triangulated correction")
+                   help="publish the 4DS depth without the correction from depth triangulated by flow and motion")
     p.add_argument("--geometry-width", type=int, help="width of the geometric stage's grey frames (node default)")
     p.add_argument("--point-visibility", choices=POINT_VISIBILITY, default="refined",
                    help="occlusion signal of point tracks: readout, refined or both")

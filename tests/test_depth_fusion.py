@@ -70,6 +70,19 @@ def test_no_measurement_without_baseline_or_from_a_view_that_does_not_match(side
     assert flow.measure(frames[6][0], noise, K, np.linalg.inv(poses[6]) @ poses[0], x, y) is None
 
 
+def test_the_reference_ring_keeps_the_newest_frames_and_restarts_on_a_new_size():
+    from fourds_ros.streaming.flow_depth import FlowDepthConfig
+    flow = FlowDepth(FlowDepthConfig(memory=4))
+    for i in range(6):
+        flow.remember(np.full((3, 5), i, np.uint8), look(0, (i, 0, 0)))
+    assert [int(grey[0, 0]) for grey, _ in flow.frames] == [2, 3, 4, 5]  # oldest first
+    assert [pose[0, 3] for _, pose in flow.frames] == [2, 3, 4, 5]
+    flow.remember(np.zeros((4, 5), np.uint8), look())  # the camera's size changed: old frames are no reference
+    assert len(flow.frames) == 1
+    flow.reset()
+    assert flow.frames == []
+
+
 def test_points_project_into_another_view_at_their_depth(sideways):
     poses, frames = sideways
     (depth, weight), _ = measured(sideways)
@@ -91,9 +104,12 @@ def test_fusion_corrects_a_wrong_model_depth_where_measured(sideways):
     (depth, weight), truth = measured(sideways)
     wrong = np.linspace(1.0, 4.0, GRID[0])[:, None] * np.ones(GRID)  # "floor below, wall above", upside down
     fusion = DepthFusion()
-    assert fusion.apply(wrong) is wrong  # nothing measured yet: the model's depth as it is
+    untouched = wrong.copy()
+    assert not fusion.apply(untouched)  # nothing measured yet: the model's depth as it is
+    np.testing.assert_array_equal(untouched, wrong)
     assert fusion.update(wrong, depth, weight)
-    fused = fusion.apply(wrong)
+    fused = wrong.copy()
+    assert fusion.apply(fused)
     assert abs_rel(fused, truth) < 0.5 * abs_rel(wrong, truth)
     # A correction from too few measurements is refused; an old one expires as the camera moves on.
     few = np.full(GRID, np.nan)
@@ -101,7 +117,7 @@ def test_fusion_corrects_a_wrong_model_depth_where_measured(sideways):
     assert not fusion.update(wrong, few, np.ones(GRID))
     for _ in range(fusion.config.max_age + 1):
         fusion.moved()
-    assert fusion.apply(wrong) is wrong
+    assert not fusion.apply(wrong.copy())
 
 
 def test_fusion_keeps_a_right_model_depth_and_ignores_imprecise_measurements():
@@ -109,7 +125,9 @@ def test_fusion_keeps_a_right_model_depth_and_ignores_imprecise_measurements():
     fusion = DepthFusion()
     precise = np.full(GRID, 1 / 0.03 ** 2)  # inverse variance of log depth: 3% noise
     assert fusion.update(truth * 1.3, truth, precise)  # right shape, another scale
-    np.testing.assert_allclose(fusion.apply(truth * 1.3), truth, rtol=1e-3)
+    corrected = (truth * 1.3).astype(np.float32)
+    assert fusion.apply(corrected)
+    np.testing.assert_allclose(corrected, truth, rtol=1e-3)
     # Noisier than half the model's assumed error: not a correction at all.
     assert not DepthFusion().update(truth, truth[::-1], np.full(GRID, 1 / 0.5 ** 2))
 

@@ -41,11 +41,10 @@ class DepthFusion:
     def __init__(self, config: DepthFusionConfig | None = None):
         self.config = config or DepthFusionConfig()
         self.config.validate()
-        self.samples_used = 0  # of the last update
         self.reset()
 
     def reset(self) -> None:
-        self._field: np.ndarray | None = None  # log correction at model resolution
+        self._factor: np.ndarray | None = None  # the correction at model resolution (a factor on depth)
         self._age = 0
 
     def update(self, depth: np.ndarray, measured: np.ndarray, weight: np.ndarray, pixel_height: float = 1.0) -> bool:
@@ -73,9 +72,8 @@ class DepthFusion:
         for sigma in (self.config.sigma, self.config.detail_sigma):
             if sigma > 0:
                 field = field + self._spread(w * (ratio - field), w, sigma * depth.shape[1], pixel_height)
-        self._field = field.astype(np.float32)
+        self._factor = np.exp(field).astype(np.float32)
         self._age = 0
-        self.samples_used = int(usable.sum())
         return True
 
     def _spread(self, values: np.ndarray, weight: np.ndarray, sigma_x: float, pixel_height: float) -> np.ndarray:
@@ -92,10 +90,11 @@ class DepthFusion:
         """The camera moved without measurements in view: the correction ages."""
         self._age += 1
         if self._age > self.config.max_age:
-            self._field = None
+            self._factor = None
 
-    def apply(self, depth: np.ndarray) -> np.ndarray:
-        """`depth` with the current correction (a new array), or `depth` itself when there is none."""
-        if self._field is None or self._field.shape != depth.shape:
-            return depth
-        return depth * np.exp(self._field)
+    def apply(self, depth: np.ndarray) -> bool:
+        """Correct `depth` in place with the current correction; False (depth untouched) when there is none."""
+        if self._factor is None or self._factor.shape != depth.shape:
+            return False
+        np.multiply(depth, self._factor, out=depth)
+        return True

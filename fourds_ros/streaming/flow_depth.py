@@ -9,7 +9,6 @@ measurement and the model's depth stands alone (`depth_fusion.py`).
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -38,16 +37,30 @@ class FlowDepth:
     def __init__(self, config: FlowDepthConfig | None = None):
         self.config = config or FlowDepthConfig()
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        self.frames: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.config.memory)  # (grey, pose)
+        # A ring of earlier frames, allocated once per image size: remembering a frame is one copy into it.
+        self._greys: np.ndarray | None = None
+        self._poses = np.zeros((self.config.memory, 4, 4))
+        self.reset()
 
     def reset(self) -> None:
-        self.frames.clear()
+        self._count = 0  # frames remembered since the reset (the newest is at (count - 1) % memory)
+
+    @property
+    def frames(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The remembered (grey, pose), oldest first."""
+        kept = min(self._count, self.config.memory)
+        slots = [(self._count - kept + n) % self.config.memory for n in range(kept)]
+        return [(self._greys[s], self._poses[s]) for s in slots]
 
     def remember(self, grey: np.ndarray, pose: np.ndarray) -> None:
         """A frame (grey, at geometry resolution) and its world pose, as a later frame's reference."""
-        if self.frames and self.frames[-1][0].shape != grey.shape:
-            self.frames.clear()
-        self.frames.append((grey.copy(), np.asarray(pose, np.float64)))
+        if self._greys is None or self._greys.shape[1:] != grey.shape:
+            self._greys = np.empty((self.config.memory, *grey.shape), np.uint8)
+            self._count = 0
+        slot = self._count % self.config.memory
+        self._greys[slot] = grey
+        self._poses[slot] = pose
+        self._count += 1
 
     def fine_enough(self, k: np.ndarray) -> bool:
         """Whether frames with camera matrix `k` have pixels fine enough to triangulate (`max_pixel_deg`)."""
@@ -57,13 +70,14 @@ class FlowDepth:
         """Two remembered frames (grey, pose) to triangulate against, or none: the newest whose baseline to
         `pose` reaches `baseline` of `scene_depth` and the newest other one with at least half of that."""
         target = self.config.baseline * scene_depth
-        lengths = [float(np.linalg.norm(reference[:3, 3] - pose[:3, 3])) for _, reference in self.frames]
-        order = list(range(len(self.frames)))[::-1]  # newest first
+        frames = self.frames
+        lengths = [float(np.linalg.norm(reference[:3, 3] - pose[:3, 3])) for _, reference in frames]
+        order = list(range(len(frames)))[::-1]  # newest first
         first = next((n for n in order if lengths[n] >= target), None)
         if first is None:
             return []
         second = next((n for n in order if n != first and abs(n - first) > 1 and lengths[n] >= 0.5 * target), None)
-        return [] if second is None else [self.frames[first], self.frames[second]]
+        return [] if second is None else [frames[first], frames[second]]
 
     def consistent_depth(self, current: np.ndarray, references, k: np.ndarray, pose: np.ndarray, x: np.ndarray,
                          y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -91,11 +105,11 @@ class FlowDepth:
     def measure(self, current: np.ndarray, reference: np.ndarray, k: np.ndarray, current_from_reference: np.ndarray,
                 x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Depth (NaN where none) and the noise of its log that the flow's noise implies, or None (see
-        `min_consistent`), at geometry pixels `x`, `y` of `current` (any
-        shape), from grey frames at geometry resolution with camera matrix `k`. The two-view motion is fitted to
-        the flow itself (essential matrix, RANSAC): a chained odometry pose over tens of frames carries more
-        error than one fit to thousands of matches; `current_from_reference` (the odometry's) gives only the
-        baseline's length, so the depth is in the stream's scale."""
+        `min_consistent`), at geometry pixels `x`, `y` of `current` (any shape), from grey frames at geometry
+        resolution with camera matrix `k`. The two-view motion is fitted to the flow itself (essential matrix,
+        RANSAC): a chained odometry pose over tens of frames carries more error than one fit to hundreds of
+        matches; `current_from_reference` (the odometry's) gives only the baseline's length, so the depth is in
+        the stream's scale."""
         flow = self.flow.calc(current, reference, None)
         shape = x.shape
         mx, my = x.astype(np.float32).reshape(-1, 1), y.astype(np.float32).reshape(-1, 1)
@@ -108,11 +122,11 @@ class FlowDepth:
         # The fit needs a few hundred matches, not every pixel (its cost grows with them).
         step = max(1, int(inside.sum()) // self.config.fit_matches)
         ours, theirs = np.column_stack([u0, v0])[inside][::step], np.column_stack([u1, v1])[inside][::step]
-        e, mask = cv2.findEssentialMat(theirs, ours, k, method=cv2.USAC_ACCURATE, prob=0.999,
-                                       threshold=self.config.max_error_px, maxIters=self.config.fit_iterations)
-        if e is None or e.shape != (3, 3) or mask.mean() < self.config.min_consistent:
+        essential, mask = cv2.findEssentialMat(theirs, ours, k, method=cv2.USAC_ACCURATE, prob=0.999,
+                                               threshold=self.config.max_error_px, maxIters=self.config.fit_iterations)
+        if essential is None or essential.shape != (3, 3) or mask.mean() < self.config.min_consistent:
             return None
-        _, rotation, centre, _ = cv2.recoverPose(e, theirs, ours, k, mask=mask.copy())
+        _, rotation, centre, _ = cv2.recoverPose(essential, theirs, ours, k, mask=mask.copy())
         centre = centre.ravel() * float(np.linalg.norm(current_from_reference[:3, 3]))
         ki = np.linalg.inv(k)
         d1 = (ki @ np.stack([u0, v0, np.ones_like(u0)]).astype(np.float64)).T  # rays of the current camera

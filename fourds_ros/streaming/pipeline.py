@@ -172,7 +172,8 @@ class StreamingPipeline:
         self.odometry = GeometricOdometry(EgomotionConfig(mode=config.egomotion), self.log) if self.geometric else None
         self.fusion = DepthFusion() if self.geometric and config.fuse_depth and "depth" in heads else None
         self.flow_depth = FlowDepth() if self.fusion is not None else None
-        self.depth_points = DepthPoints()
+        self.depth_points = DepthPoints() if self.fusion is not None else None
+        self._model_grid_cache: tuple | None = None  # (key, geometry pixels x, y of the model's pixel centres)
         self._seeds = SeedInbox()
         self._busy = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
@@ -489,16 +490,18 @@ class StreamingPipeline:
                 depth[i], *projected, job.pixel_map.scale_y / job.pixel_map.scale_x)
             if not fresh and source != "standing":
                 self.fusion.moved()
-            out.depth = self.fusion.apply(depth[i])
+            self.fusion.apply(out.depth)  # in place: out.depth is this frame's slice of the window's depth
             if source in ("geometry", "fused", "rotation"):
                 self.flow_depth.remember(job.grey[i], pose)
 
-    @staticmethod
-    def _model_grid(shape: tuple[int, int], job: _Job) -> tuple[np.ndarray, np.ndarray]:
-        """Geometry pixels of the model's pixel centres."""
-        y, x = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-        x, y = job.pixel_map.to_source(x, y)
-        return job.geometry_map.to_model(x, y)
+    def _model_grid(self, shape: tuple[int, int], job: _Job) -> tuple[np.ndarray, np.ndarray]:
+        """Geometry pixels of the model's pixel centres (computed once per stream geometry)."""
+        key = (shape, job.pixel_map, job.geometry_map)
+        if self._model_grid_cache is None or self._model_grid_cache[0] != key:
+            y, x = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+            x, y = job.pixel_map.to_source(x, y)
+            self._model_grid_cache = (key, *job.geometry_map.to_model(x, y))
+        return self._model_grid_cache[1:]
 
     def _geometry_camera_matrix(self, job: _Job) -> np.ndarray:
         """The camera matrix at geometry resolution; without camera_info, a nominal 60-degree pinhole."""
