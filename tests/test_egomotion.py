@@ -63,6 +63,23 @@ def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_throu
     assert odometry.stats.by_source["readout"] == 0
 
 
+@pytest.mark.parametrize("leave_standing_frames, stands", [(3, True), (1, False)])
+def test_a_vibrating_standing_camera_stands_and_one_that_starts_turning_slowly_is_followed(leave_standing_frames,
+                                                                                           stands):
+    """A standing robot's camera swings out by a little more than the standing threshold (0.25 deg) for a frame
+    or two and back: that is no motion. A camera that then starts turning slowly (0.08 deg a frame, under the
+    threshold per frame) is taken to move a few frames late and its heading is right from then on."""
+    swing = [0.0] * 6 + [0.3, 0.1, 0.32, 0.34, 0.05, 0.0, 0.3, 0.0]
+    turn = [0.08 * i for i in range(1, 21)]
+    truth = [look(5.0 + yaw) for yaw in swing + turn]
+    estimates, _ = run(truth, leave_standing_frames=leave_standing_frames)
+    still = all(np.array_equal(est.world_from_camera, np.eye(4)) for est in estimates[:len(swing)])
+    assert still == stands
+    expected = relative(truth)
+    for est, ref in zip(estimates[-8:], expected[-8:]):
+        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 0.15
+
+
 @pytest.mark.parametrize("settled_frames, stands", [(5, True), (10**6, False)])
 def test_a_standing_camera_stands_while_a_body_close_by_covers_most_of_the_view(settled_frames, stands):
     """A person walking right past a tripod hides the scene and brings its own tracks, all moving alike; the
@@ -104,6 +121,13 @@ def test_a_textureless_stretch_falls_back_to_the_readout_with_a_large_covariance
     # Each fallback step follows the readout's motion.
     steps = [np.linalg.inv(a.world_from_camera) @ b.world_from_camera for a, b in zip(estimates[5:], estimates[6:])]
     assert all(np.allclose(s[:3, 3], [0.02, 0, 0], atol=1e-9) for s in steps)
+
+
+def test_bad_standing_settings_are_named():
+    with pytest.raises(ValueError, match="leave_standing_frames"):
+        GeometricOdometry(EgomotionConfig(leave_standing_frames=0))
+    with pytest.raises(ValueError, match="leave_standing_factor"):
+        GeometricOdometry(EgomotionConfig(leave_standing_factor=0.5))
 
 
 def test_blend_weights_by_covariance():

@@ -3,8 +3,9 @@
 Per frame, features of the current keyframe are tracked with pyramidal Lucas-Kanade (forward-backward
 checked) at a reduced "geometry" resolution. Their two-view geometry against the keyframe gives the motion:
 - median feature displacement below `standing_px` (the angle `standing_deg` at the focal length): the camera
-  stands; the pose is exactly the keyframe's. Once enough tracks have stood still for `settled_frames`,
-  the median is theirs: a person walking close to a standing camera can bring most of the features and move
+  stands; the pose is exactly the keyframe's. A standing camera starts moving only when its view stays
+  displaced for a few frames or moves well beyond the threshold at once (hysteresis: vibration swings back).
+  Once enough tracks have stood still for `settled_frames`, the median is theirs: a person walking close to a standing camera can bring most of the features and move
   them alike, and must not move the camera. While it stands, tracks that move far are dropped (movers);
 - otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
   gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
@@ -50,6 +51,12 @@ class EgomotionConfig:
     # While the camera stands, a track displaced by more than this many times the standing threshold is on
     # an object moving by itself and is dropped.
     moving_factor: float = 4.0
+    # A standing camera is taken to move only once its view stays displaced beyond `standing_deg` for this many
+    # geometry frames in a row, or at once beyond `leave_standing_factor` times it: a standing robot vibrates
+    # (motors, a settling suspension, wind), and its view swings out and back by about that angle; a camera that
+    # starts moving keeps going, and loses nothing by the wait (its motion is measured against the keyframe).
+    leave_standing_frames: int = 3
+    leave_standing_factor: float = 2.0
     settled_frames: int = 5  # frames a track stood still (the camera standing) before it speaks for the scene
     min_settled: int = 5  # settled tracks enough to speak for the scene (a body close by may hide the rest)
     # A standing camera whose settled tracks were all hidden is taken to stand for this many frames (half a
@@ -64,6 +71,9 @@ class EgomotionConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"egomotion must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.leave_standing_frames < 1 or self.leave_standing_factor < 1.0:
+            raise ValueError("leave_standing_frames must be at least 1 and leave_standing_factor at least 1.0, got "
+                             f"{self.leave_standing_frames} and {self.leave_standing_factor}")
 
 
 @dataclass
@@ -138,6 +148,7 @@ class GeometricOdometry:
         self.alive: np.ndarray | None = None
         self.still_frames = np.zeros(0, int)  # per keyframe track: frames it stood still while the camera stood
         self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
+        self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
         self.last: MotionEstimate | None = None
         self._new_keyframe_next = False
 
@@ -196,6 +207,8 @@ class GeometricOdometry:
             judged, self.hold_frames = np.zeros(1), self.hold_frames - 1
         else:
             judged, self.hold_frames = displacement, 0
+        if self.last.source == "standing" and self._still_standing(float(np.median(judged)), standing_px):
+            return self._stand(seq, grey, depth_at, positions, len(ids))
         if float(np.median(judged)) < standing_px:
             # Most of the view stands: what moved well beyond the noise is an object moving on its own
             # (people walking by), not tracked further; the keyframe is renewed in place when too few remain.
@@ -257,6 +270,16 @@ class GeometricOdometry:
         return estimate
 
     # Parts ------------------------------------------------------------------------
+    def _still_standing(self, displacement: float, standing_px: float) -> bool:
+        """A standing camera whose view is displaced beyond the standing threshold, but not yet for
+        `leave_standing_frames` frames nor by `leave_standing_factor` times it, is vibrating, not moving."""
+        if displacement < standing_px:
+            self.displaced_frames = 0
+            return False  # standing, judged as always (movers dropped, tracks settle)
+        self.displaced_frames += 1
+        return (self.displaced_frames < self.config.leave_standing_frames
+                and displacement < self.config.leave_standing_factor * standing_px)
+
     def _stand(self, seq, grey, depth_at, positions, tracks: int) -> MotionEstimate:
         """The camera stands: exactly the keyframe's pose; the keyframe is renewed in place (what stood still
         stays settled) when too few of its tracks are left."""

@@ -24,6 +24,7 @@ class FlowDepthConfig:
     max_pixel_deg: float = 0.5
     flow_noise_px: float = 0.5  # the flow's error (geometry pixels): how much a pixel of parallax is worth
     max_error_px: float = 1.0  # reprojection error (geometry pixels) beyond which the rays do not meet
+    max_grey_difference: float = 16.0  # median grey levels (of 255) matches may differ by (`_grey_difference`)
     baseline: float = 0.05  # wanted baseline, as a fraction of the scene's median depth (about 3 degrees)
     # A motion under which fewer pixels than this fraction have rays that meet does not explain the flow (a
     # wrong pose, a scene that moves): no measurement at all.
@@ -31,12 +32,14 @@ class FlowDepthConfig:
     fit_matches: int = 300  # flow matches the two-view fit uses
     fit_iterations: int = 100  # RANSAC iterations of the fit (USAC: most fits settle well before)
     memory: int = 48  # earlier frames kept as references (a slow camera needs more than one window to move)
+    candidates: int = 4  # references tried (one flow each) for the two that measure
 
 
 class FlowDepth:
     def __init__(self, config: FlowDepthConfig | None = None):
         self.config = config or FlowDepthConfig()
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._pixels: tuple | None = None  # (image size, homogeneous geometry pixels)
         # A ring of earlier frames, allocated once per image size: remembering a frame is one copy into it.
         self._greys: np.ndarray | None = None
         self._poses = np.zeros((self.config.memory, 4, 4))
@@ -67,30 +70,35 @@ class FlowDepth:
         return float(np.degrees(np.arctan(1.0 / k[0, 0]))) <= self.config.max_pixel_deg
 
     def references(self, pose: np.ndarray, scene_depth: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Two remembered frames (grey, pose) to triangulate against, or none: the newest whose baseline to
-        `pose` reaches `baseline` of `scene_depth` and the newest other one with at least half of that."""
+        """Remembered frames (grey, pose) to triangulate against, best first, or none: those whose baseline to
+        `pose` reaches `baseline` of `scene_depth`, newest first, then those with at least half of it. The
+        nearest in time keeps the flow short; the odometry's baseline can be wrong, so there are spares."""
         target = self.config.baseline * scene_depth
         frames = self.frames
         lengths = [float(np.linalg.norm(reference[:3, 3] - pose[:3, 3])) for _, reference in frames]
-        order = list(range(len(frames)))[::-1]  # newest first
-        first = next((n for n in order if lengths[n] >= target), None)
-        if first is None:
+        newest_first = list(range(len(frames)))[::-1]
+        reaching = [n for n in newest_first if lengths[n] >= target]
+        if not reaching:
             return []
-        second = next((n for n in order if n != first and abs(n - first) > 1 and lengths[n] >= 0.5 * target), None)
-        return [] if second is None else [frames[first], frames[second]]
+        halfway = [n for n in newest_first if 0.5 * target <= lengths[n] < target]
+        return [frames[n] for n in (reaching + halfway)[:self.config.candidates]]
 
     def consistent_depth(self, current: np.ndarray, references, k: np.ndarray, pose: np.ndarray, x: np.ndarray,
                          y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Depth (NaN where none) at geometry pixels `x`, `y` of `current` and its weight: the inverse variance
-        (in log depth) that the two references' disagreement implies, as in multi-view stereo's geometric
-        consistency check. None when either motion explains too little of the flow (`min_consistent`)."""
+        (in log depth) that two references' disagreement implies, as in multi-view stereo's geometric
+        consistency check. `references` are tried in order until two give a measurement; None when fewer do
+        (the motion explains too little of the flow, `min_consistent`)."""
         depths, noises = [], []
         for grey, reference_pose in references:
             measurement = self.measure(current, grey, k, np.linalg.inv(pose) @ reference_pose, x, y)
-            if measurement is None:
-                return None
-            depths.append(np.log(measurement[0]))
-            noises.append(measurement[1])
+            if measurement is not None:
+                depths.append(np.log(measurement[0]))
+                noises.append(measurement[1])
+            if len(depths) == 2:
+                break
+        if len(depths) < 2:
+            return None
         # Each fit's baseline length comes from the odometry: agree on scale before comparing.
         common = np.isfinite(depths[0]) & np.isfinite(depths[1])
         if common.any():
@@ -109,15 +117,22 @@ class FlowDepth:
         resolution with camera matrix `k`. The two-view motion is fitted to the flow itself (essential matrix,
         RANSAC): a chained odometry pose over tens of frames carries more error than one fit to hundreds of
         matches; `current_from_reference` (the odometry's) gives only the baseline's length, so the depth is in
-        the stream's scale."""
-        flow = self.flow.calc(current, reference, None)
+        the stream's scale.
+
+        The flow starts from the displacement the odometry's rotation alone predicts (no depth: the measurement
+        must not echo a depth it is to correct; a pixel whose flow stays there has no parallax and gives no
+        depth). A turning camera moves the view tens of pixels between references; from there the flow has to
+        find only what the translation adds."""
+        flow = self.flow.calc(current, reference,
+                              self.rotation_flow(current.shape, k, np.linalg.inv(current_from_reference)[:3, :3]))
         shape = x.shape
         mx, my = x.astype(np.float32).reshape(-1, 1), y.astype(np.float32).reshape(-1, 1)
         moved = cv2.remap(flow, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 2)
         u0, v0 = mx.ravel(), my.ravel()
         u1, v1 = u0 + moved[:, 0], v0 + moved[:, 1]
         inside = (u1 >= 0) & (v1 >= 0) & (u1 <= current.shape[1] - 1) & (v1 <= current.shape[0] - 1)
-        if inside.sum() < 8:
+        if inside.sum() < 8 or self._grey_difference(current, reference, u0, v0, u1, v1) > \
+                self.config.max_grey_difference:
             return None
         # The fit needs a few hundred matches, not every pixel (its cost grows with them).
         step = max(1, int(inside.sum()) // self.config.fit_matches)
@@ -151,6 +166,32 @@ class FlowDepth:
         with np.errstate(divide="ignore"):
             noise = self.config.flow_noise_px / (np.radians(angle) * k[0, 0])
         return np.where(ok, depth, np.nan).reshape(shape), np.where(ok, noise, np.inf).reshape(shape)
+
+    @staticmethod
+    def _grey_difference(current, reference, u0, v0, u1, v1) -> float:
+        """The median grey difference of the matches (lightly smoothed, less the median signed difference: an
+        exposure change): a tracker's appearance check for the whole pair. Flow into a view that does not match
+        is smooth and fits some motion; what it matches does not look alike."""
+        a = cv2.remap(cv2.blur(current, (3, 3)).astype(np.float32), u0.reshape(-1, 1), v0.reshape(-1, 1),
+                      cv2.INTER_LINEAR).ravel()
+        b = cv2.remap(cv2.blur(reference, (3, 3)).astype(np.float32), u1.reshape(-1, 1).astype(np.float32),
+                      v1.reshape(-1, 1).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()
+        difference = a - b
+        return float(np.median(np.abs(difference - np.median(difference))))
+
+    def rotation_flow(self, shape: tuple[int, int], k: np.ndarray, reference_from_current: np.ndarray) -> np.ndarray:
+        """Flow `(h, w, 2)` of an image of `shape` to a reference camera turned by the rotation
+        `reference_from_current` (the infinite homography K R K^-1)."""
+        h, w = shape
+        if self._pixels is None or self._pixels[0] != (h, w):
+            v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+            self._pixels = ((h, w), np.stack([u.ravel(), v.ravel(), np.ones(h * w)]))
+        pixels = self._pixels[1]
+        moved = (k @ reference_from_current @ np.linalg.inv(k)) @ pixels
+        with np.errstate(divide="ignore", invalid="ignore"):
+            flow = moved[:2] / moved[2] - pixels[:2]
+        flow[:, ~(np.isfinite(flow).all(0) & (moved[2] > 0))] = 0.0
+        return np.ascontiguousarray(flow.T.reshape(h, w, 2), dtype=np.float32)
 
 
 def _reprojection_error(points: np.ndarray, k: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:

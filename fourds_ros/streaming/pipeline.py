@@ -475,6 +475,11 @@ class StreamingPipeline:
         k = self._geometry_camera_matrix(job)
         x, y = self._model_grid(depth.shape[1:], job)
         newest, last = len(job.infos) - 1, outputs[-1]
+        # The window's frames are references before the newest is measured: the nearest frame that gives the
+        # baseline keeps the flow short (a fast camera moves tens of pixels a frame).
+        for i, out in zip(range(publish_from, len(job.infos)), outputs):
+            if out.egomotion_source in ("geometry", "fused", "rotation"):
+                self.flow_depth.remember(job.grey[i], out.world_from_camera)
         # Only a measured translation triangulates: a pure rotation's pose has none by construction.
         if last.egomotion_source in ("geometry", "fused") and self.flow_depth.fine_enough(k):
             references = self.flow_depth.references(last.world_from_camera, float(np.nanmedian(depth[newest])))
@@ -491,8 +496,6 @@ class StreamingPipeline:
             if not fresh and source != "standing":
                 self.fusion.moved()
             self.fusion.apply(out.depth)  # in place: out.depth is this frame's slice of the window's depth
-            if source in ("geometry", "fused", "rotation"):
-                self.flow_depth.remember(job.grey[i], pose)
 
     def _model_grid(self, shape: tuple[int, int], job: _Job) -> tuple[np.ndarray, np.ndarray]:
         """Geometry pixels of the model's pixel centres (computed once per stream geometry)."""
