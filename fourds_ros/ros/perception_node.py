@@ -65,7 +65,7 @@ PARAMETERS = [
           "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
           choices=EGOMOTION_MODES),
     Param("fuse_depth", True, "correct the 4DS depth with depth triangulated from dense optical flow and the "
-          "geometric egomotion (needs egomotion geometric or fused; once a window, about 30 ms on 2 cores)"),
+          "geometric egomotion (needs egomotion geometric or fused; once a window, 40-50 ms on 2 cores)"),
     Param("geometry_width", 320, "width of the grey frames the geometric stage tracks on (at most the camera's)",
           range=(32, 8192)),
     Param("max_image_pixels", 50_000_000, "images with more pixels are rejected (a log line) before anything is "

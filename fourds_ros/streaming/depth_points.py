@@ -1,6 +1,6 @@
 """Triangulated depth kept as world points, so one measurement serves the frames around it.
 
-A dense triangulation (`flow_depth.py`) costs two optical flows; measuring every frame would double the
+A dense triangulation (`flow_depth.py`) costs two to four optical flows; measuring every frame would double the
 geometric stage. The points of the latest measurement are kept in the world frame and projected into each
 frame with its pose, like the local map of a keyframe SLAM system: frames between measurements get depth
 where the view moved, not a correction field that stayed in image coordinates. (Keeping the last four

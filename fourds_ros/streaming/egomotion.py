@@ -207,9 +207,10 @@ class GeometricOdometry:
             judged, self.hold_frames = np.zeros(1), self.hold_frames - 1
         else:
             judged, self.hold_frames = displacement, 0
-        if self.last.source == "standing" and self._still_standing(float(np.median(judged)), standing_px):
+        judged_px = float(np.median(judged))
+        if self.last.source == "standing" and self._still_standing(judged_px, standing_px):
             return self._stand(seq, grey, depth_at, positions, len(ids))
-        if float(np.median(judged)) < standing_px:
+        if judged_px < standing_px:
             # Most of the view stands: what moved well beyond the noise is an object moving on its own
             # (people walking by), not tracked further; the keyframe is renewed in place when too few remain.
             moving = displacement > self.config.moving_factor * standing_px

@@ -172,11 +172,10 @@ class FlowDepth:
         """The median grey difference of the matches (lightly smoothed, less the median signed difference: an
         exposure change): a tracker's appearance check for the whole pair. Flow into a view that does not match
         is smooth and fits some motion; what it matches does not look alike."""
-        a = cv2.remap(cv2.blur(current, (3, 3)).astype(np.float32), u0.reshape(-1, 1), v0.reshape(-1, 1),
-                      cv2.INTER_LINEAR).ravel()
-        b = cv2.remap(cv2.blur(reference, (3, 3)).astype(np.float32), u1.reshape(-1, 1).astype(np.float32),
-                      v1.reshape(-1, 1).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()
-        difference = a - b
+        a = cv2.remap(cv2.blur(current, (3, 3)), u0.reshape(-1, 1), v0.reshape(-1, 1), cv2.INTER_LINEAR)
+        b = cv2.remap(cv2.blur(reference, (3, 3)), u1.reshape(-1, 1).astype(np.float32),
+                      v1.reshape(-1, 1).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        difference = a.ravel().astype(np.float32) - b.ravel()
         return float(np.median(np.abs(difference - np.median(difference))))
 
     def rotation_flow(self, shape: tuple[int, int], k: np.ndarray, reference_from_current: np.ndarray) -> np.ndarray:
