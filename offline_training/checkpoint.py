@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
 
 MARKER = "COMPLETE"
 _NAME = re.compile(r"^step_(\d{8})$")
@@ -71,9 +72,18 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore everything saved by `save_checkpoint`; returns the step to continue from."""
     path = Path(path)
     model_state, optim_state = get_state_dict(model, optimizer)
+    # AdamW keeps no state for a parameter that has never had a gradient (the blocks past the readout layer
+    # while the readouts train the encoder), so the checkpoint has none; a fresh optimizer's state dict has
+    # state for every parameter. Ask only for what was saved (the model's weights are all required: `dcp.load`
+    # refuses a missing one) and load the optimizer's leniently: those parameters stay without, as they were.
+    prefix = "optim.state."
+    saved = {key[len(prefix):].rsplit(".", 1)[0] for key in dcp.FileSystemReader(str(path)).read_metadata()
+             .state_dict_metadata if key.startswith(prefix)}
+    optim_state["state"] = {name: value for name, value in optim_state["state"].items() if name in saved}
     state = {"model": model_state, "optim": optim_state}
     dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optim"], options=StateDictOptions(strict=False))
     trainer = torch.load(path / "trainer.pt", weights_only=False)
     scheduler.load_state_dict(trainer["scheduler"])
     rng_file = path / f"rng_rank{dist.get_rank()}.pt"

@@ -148,6 +148,25 @@ def test_readout_training_on_synthetic_shards(tmp_path):
     assert torch.isfinite(next(iter(load_model_dir(out / "model").state_dict().values()))).all()
 
 
+def test_readout_training_with_the_encoder_fine_tuned_resumes_exactly(tmp_path):
+    """The readouts read the feature list at 0.95 of its depth, so the last blocks get no gradient and AdamW
+    keeps no state for them: resuming must not ask the checkpoint for state it never had."""
+    from fourds_ros.synthetic.generator import generate
+    from fourds_ros.synthetic.writers import write_shard
+    write_shard(generate(1, frames=12, height=48, width=64, num_points=24), tmp_path / "shards" / "1.npz")
+    common = [f"data.sources=[{tmp_path / 'shards'}]", "optim.lr=2e-3", "readouts.finetune_encoder=true"]
+    run_training("readouts", tmp_path / "straight", *common)
+    run_training("readouts", tmp_path / "resumed", *common, "stop_after=4")
+    result = run_training("readouts", tmp_path / "resumed", *common)
+    assert "resuming from" in result.stdout and "step_00000004" in result.stdout
+    reference, again = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    for step in range(5, 9):
+        assert again[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7), step
+    straight = load_model_dir(tmp_path / "straight" / "model").state_dict()
+    resumed = load_model_dir(tmp_path / "resumed" / "model").state_dict()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
 @pytest.mark.parametrize("source", [(48, 64), (36, 64), (64, 64)])  # 4:3, 16:9 and square cameras
 def test_training_crops_keep_the_clips_aspect_ratio_whatever_the_camera(source):
     from offline_training.data import ClipDataset, Sequence
