@@ -5,8 +5,9 @@ checked) at a reduced "geometry" resolution. Their two-view geometry against the
 - median feature displacement below `standing_px` (the angle `standing_deg` at the focal length): the camera
   stands; the pose is exactly the keyframe's. A standing camera starts moving only when its view stays
   displaced for a few frames or moves well beyond the threshold at once (hysteresis: vibration swings back).
-  Once enough tracks have stood still for `settled_frames`, the median is theirs: a person walking close to a standing camera can bring most of the features and move
-  them alike, and must not move the camera. While it stands, tracks that move far are dropped (movers);
+  Once enough tracks have stood still for `settled_frames`, the median is theirs: a person walking close to a
+  standing camera can bring most of the features and move them alike, and must not move the camera. While it
+  stands, tracks that move far are dropped (movers);
 - otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
   gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
   Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation;
