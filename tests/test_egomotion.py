@@ -13,8 +13,10 @@ K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
 SIZE = (120, 160)
 
 
-def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None, box_half=0.35, **config):
-    """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity."""
+def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None, box_half=0.35,
+        depth_factor=lambda i: 1.0, **config):
+    """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity. The depth the
+    odometry is given is the rendered one times `depth_factor(frame)`."""
     odometry = GeometricOdometry(EgomotionConfig(mode=mode, **config))
     out = []
     for i, pose in enumerate(poses):
@@ -23,9 +25,9 @@ def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", fra
         else:
             grey, depth = render(pose, K, SIZE, None if boxes is None else boxes[i], box_half)
 
-        def depth_at(points, depth=depth):
-            return depth[np.clip(np.round(points[:, 1]).astype(int), 0, SIZE[0] - 1),
-                         np.clip(np.round(points[:, 0]).astype(int), 0, SIZE[1] - 1)].astype(np.float64)
+        def depth_at(points, depth=depth, factor=depth_factor(i)):
+            return factor * depth[np.clip(np.round(points[:, 1]).astype(int), 0, SIZE[0] - 1),
+                                  np.clip(np.round(points[:, 0]).astype(int), 0, SIZE[1] - 1)].astype(np.float64)
         out.append(odometry.step(i, grey, K, depth_at, np.eye(4) if readout is None else readout[i]))
     return out, odometry
 
@@ -61,6 +63,31 @@ def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_throu
     for est in estimates:
         assert np.array_equal(est.world_from_camera, np.eye(4))
     assert odometry.stats.by_source["readout"] == 0
+
+
+@pytest.mark.parametrize("speed_gate", [3.0, 0.0])
+def test_the_speed_gate_clamps_the_steps_a_wrong_depth_throws(speed_gate):
+    """A brisk walk (keyframes every few frames); the depth given for the keyframe started on frame 8 reads ten
+    times too far (the model misjudging one view), which scales the steps measured from it tenfold. With the
+    gate those steps stay near the recent speed and the walk goes on the right way; without it, they jump."""
+    truth = [look(0, (0.05 * i, 0.0, -1.5 + 0.04 * i)) for i in range(16)]
+    estimates, odometry = run(truth, depth_factor=lambda i: 10.0 if i == 8 else 1.0, speed_gate=speed_gate)
+    positions = np.array([e.world_from_camera[:3, 3] for e in estimates])
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    true_step, end = np.hypot(0.05, 0.04), relative(truth)[-1][:3, 3]
+    error = np.linalg.norm(positions[-1] - end)
+    if speed_gate:
+        assert steps.max() < 5 * true_step and odometry.stats.clamped >= 1
+        assert error < 0.5 * np.linalg.norm(end)
+        assert positions[-1] @ end / (np.linalg.norm(positions[-1]) * np.linalg.norm(end)) > 0.99
+    else:  # the fault bites: the gate is what holds the walk above
+        assert steps.max() > 10 * true_step and odometry.stats.clamped == 0
+        assert error > 1.5 * np.linalg.norm(end)
+
+
+def test_bad_speed_gate_settings_are_named():
+    with pytest.raises(ValueError, match="speed_gate"):
+        GeometricOdometry(EgomotionConfig(speed_gate=-1.0))
 
 
 @pytest.mark.parametrize("leave_standing_frames, stands", [(3, True), (1, False)])

@@ -251,6 +251,7 @@ class PerceptionNode(Node):
             e = odometry.stats
             values.update({"egomotion_last_source": odometry.last.source if odometry.last else "none",
                            "egomotion_last_inliers": e.last_inliers, "egomotion_keyframes": e.keyframes,
+                           "egomotion_steps_clamped": e.clamped,
                            "egomotion_ms_per_frame": f"{1e3 * e.seconds / max(e.frames, 1):.1f}",
                            **{f"egomotion_frames_{k}": v for k, v in e.by_source.items()}})
         level = 1 if (s.windows_dropped or s.frames_dropped or s.windows_nonfinite or s.frames_rejected) else 0

@@ -19,6 +19,15 @@ checked) at a reduced "geometry" resolution. Their two-view geometry against the
 A new keyframe is taken when the rotation-compensated parallax passes `keyframe_px` or too few tracks
 survive, so a standing or slowly moving camera does not integrate noise from frame to frame.
 
+A speed gate after the fit (a constant-velocity motion model, as trackers like ORB-SLAM use one): a camera does
+not triple its speed from one frame to the next, but a two-view fit can. On real footage the translation's
+length spikes where the keyframe is short and the rotation large: PnP on depth that is wrong by a quarter
+trades rotation for translation, and the depth-ratio scale of a barely triangulated essential matrix swings.
+A step longer than `speed_gate` times the recent median speed (plus the length `speed_floor_deg` spans at the
+recent keyframes' median depth, which lets a camera start from rest) keeps its direction and is clamped to that
+length, with the clamped length added to its covariance. The tracks, the fit and every decision above stay as
+they were; only the length of an implausible step changes.
+
 Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
 frame, geometry and readout blended by their covariances in the tangent space).
 """
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
@@ -68,10 +78,18 @@ class EgomotionConfig:
     min_inliers: int = 15
     ransac_px: float = 1.0
     forward_backward_px: float = 1.0
+    # The speed gate: a step may be this many times the median speed of the last `speed_history` frames, plus
+    # the length this angle spans at the recent keyframes' median depth (per frame). 0 turns the gate off.
+    speed_gate: float = 3.0
+    speed_floor_deg: float = 0.5
+    speed_history: int = 8
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"egomotion must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.speed_gate < 0 or self.speed_floor_deg < 0 or self.speed_history < 1:
+            raise ValueError("speed_gate and speed_floor_deg must be at least 0 and speed_history at least 1, got "
+                             f"{self.speed_gate}, {self.speed_floor_deg} and {self.speed_history}")
         if self.leave_standing_frames < 1 or self.leave_standing_factor < 1.0:
             raise ValueError("leave_standing_frames must be at least 1 and leave_standing_factor at least 1.0, got "
                              f"{self.leave_standing_frames} and {self.leave_standing_factor}")
@@ -103,6 +121,7 @@ class EgomotionStats:
                                                      "fused": 0})  # frames each stage answered
     last_inliers: int = 0
     keyframes: int = 0
+    clamped: int = 0  # frames whose step the speed gate shortened
     seconds: float = 0.0
 
 
@@ -151,6 +170,9 @@ class GeometricOdometry:
         self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
         self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
         self.last: MotionEstimate | None = None
+        self.last_seq = 0
+        self.speeds: deque[float] = deque(maxlen=self.config.speed_history)  # recent per-frame step lengths
+        self.scene_depths: deque[float] = deque(maxlen=self.config.speed_history)  # recent keyframes' median depth
         self._new_keyframe_next = False
 
     # One frame ------------------------------------------------------------------
@@ -165,7 +187,11 @@ class GeometricOdometry:
             self.stats.seconds += time.perf_counter() - started
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
-        self.last = estimate
+        # The readout's motion is a coarse guess, not a measured speed.
+        if self.last is not None and estimate.source != "readout":
+            step = np.linalg.norm(estimate.world_from_camera[:3, 3] - self.last.world_from_camera[:3, 3])
+            self.speeds.append(float(step) / max(1, seq - self.last_seq))
+        self.last, self.last_seq = estimate, seq
         return estimate
 
     def _step(self, seq, grey, k, depth_at, readout) -> MotionEstimate:
@@ -265,13 +291,34 @@ class GeometricOdometry:
             readout_step = _inverse(kf.readout_world_from_camera) @ readout
             relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
             source = "fused"
-        pose = kf.world_from_camera @ relative
+        pose, relative_cov = self._speed_gate(seq, kf.world_from_camera @ relative, relative_cov)
         estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
         if parallax > self._angle_px(k, self.config.keyframe_deg) or inliers < self._renew_below(kf):
             self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
         return estimate
 
     # Parts ------------------------------------------------------------------------
+    def _speed_gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`pose` with its step from the last frame clamped to the plausible length (see the module's text)."""
+        if not self.config.speed_gate or self.last is None or not self.scene_depths:
+            return pose, covariance
+        frames = max(1, seq - self.last_seq)
+        # Over several keyframes: one keyframe whose depth is wrong (the fault the gate is for) cannot lift it.
+        floor = float(np.median(self.scene_depths)) * np.tan(np.radians(self.config.speed_floor_deg))
+        speed = float(np.median(self.speeds)) if self.speeds else 0.0
+        limit = (self.config.speed_gate * speed + floor) * frames
+        start = self.last.world_from_camera[:3, 3]
+        step = pose[:3, 3] - start
+        length = float(np.linalg.norm(step))
+        if length <= limit:
+            return pose, covariance
+        self.stats.clamped += 1
+        clamped = pose.copy()
+        clamped[:3, 3] = start + step * (limit / length)
+        covariance = covariance.copy()
+        covariance[:3, :3] += np.eye(3) * (length - limit) ** 2
+        return clamped, covariance
+
     def _still_standing(self, displacement: float, standing_px: float) -> bool:
         """A standing camera whose view is displaced beyond the standing threshold, but not yet for
         `leave_standing_frames` frames nor by `leave_standing_factor` times it, is vibrating, not moving."""
@@ -424,8 +471,10 @@ class GeometricOdometry:
         standing = keep is not None and source == "standing"
         still = self.still_frames[self.alive] if standing else np.zeros(len(existing), int)
         self.still_frames = np.concatenate([still, np.zeros(len(fresh), int)])
-        depth = depth_at(points) if len(points) else np.zeros(0)
-        self.keyframe = _Keyframe(seq, pose, readout, covariance, points, np.asarray(depth, np.float64))
+        depth = np.asarray(depth_at(points) if len(points) else np.zeros(0), np.float64)
+        if (known := np.isfinite(depth) & (depth > 0)).any():
+            self.scene_depths.append(float(np.median(depth[known])))
+        self.keyframe = _Keyframe(seq, pose, readout, covariance, points, depth)
         self.previous = (seq, grey, points.copy())
         self.alive = np.ones(len(points), bool)
         self.stats.keyframes += 1
