@@ -69,7 +69,8 @@ def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_throu
 def test_the_speed_gate_clamps_the_steps_a_wrong_depth_throws(speed_gate):
     """A brisk walk (keyframes every few frames); the depth given for the keyframe started on frame 8 reads ten
     times too far (the model misjudging one view), which scales the steps measured from it tenfold. With the
-    gate those steps stay near the recent speed and the walk goes on the right way; without it, they jump."""
+    gate those steps stay near the recent speed and the walk goes on the right way; without it, they jump. (A
+    frame taken for a pure rotation keeps the keyframe's position, so the step after it spans two frames.)"""
     truth = [look(0, (0.05 * i, 0.0, -1.5 + 0.04 * i)) for i in range(16)]
     estimates, odometry = run(truth, depth_factor=lambda i: 10.0 if i == 8 else 1.0, speed_gate=speed_gate)
     positions = np.array([e.world_from_camera[:3, 3] for e in estimates])
@@ -77,11 +78,11 @@ def test_the_speed_gate_clamps_the_steps_a_wrong_depth_throws(speed_gate):
     true_step, end = np.hypot(0.05, 0.04), relative(truth)[-1][:3, 3]
     error = np.linalg.norm(positions[-1] - end)
     if speed_gate:
-        assert steps.max() < 5 * true_step and odometry.stats.clamped >= 1
+        assert steps.max() < 2 * 4 * true_step and odometry.stats.clamped >= 1
         assert error < 0.5 * np.linalg.norm(end)
         assert positions[-1] @ end / (np.linalg.norm(positions[-1]) * np.linalg.norm(end)) > 0.99
     else:  # the fault bites: the gate is what holds the walk above
-        assert steps.max() > 10 * true_step and odometry.stats.clamped == 0
+        assert steps.max() > 15 * true_step and odometry.stats.clamped == 0
         assert error > 1.5 * np.linalg.norm(end)
 
 

@@ -23,7 +23,8 @@ A speed gate after the fit (a constant-velocity motion model, as trackers like O
 not triple its speed from one frame to the next, but a two-view fit can. On real footage the translation's
 length spikes where the keyframe is short and the rotation large: PnP on depth that is wrong by a quarter
 trades rotation for translation, and the depth-ratio scale of a barely triangulated essential matrix swings.
-A step longer than `speed_gate` times the recent median speed (plus the length `speed_floor_deg` spans at the
+Steps are taken between measured translations (a pure rotation's frame measures none: after it, one step
+spans both frames). A step longer than `speed_gate` times the recent median speed (plus the length `speed_floor_deg` spans at the
 recent keyframes' median depth, which lets a camera start from rest) keeps its direction and is clamped to that
 length, with the clamped length added to its covariance. The tracks, the fit and every decision above stay as
 they were; only the length of an implausible step changes.
@@ -170,7 +171,7 @@ class GeometricOdometry:
         self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
         self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
         self.last: MotionEstimate | None = None
-        self.last_seq = 0
+        self.measured: tuple[int, np.ndarray] | None = None  # (seq, position) of the last measured translation
         self.speeds: deque[float] = deque(maxlen=self.config.speed_history)  # recent per-frame step lengths
         self.scene_depths: deque[float] = deque(maxlen=self.config.speed_history)  # recent keyframes' median depth
         self._new_keyframe_next = False
@@ -187,11 +188,14 @@ class GeometricOdometry:
             self.stats.seconds += time.perf_counter() - started
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
-        # The readout's motion is a coarse guess, not a measured speed.
-        if self.last is not None and estimate.source != "readout":
-            step = np.linalg.norm(estimate.world_from_camera[:3, 3] - self.last.world_from_camera[:3, 3])
-            self.speeds.append(float(step) / max(1, seq - self.last_seq))
-        self.last, self.last_seq = estimate, seq
+        # Speeds come from measured translations only: a pure rotation's pose keeps the keyframe's position (its
+        # translation is too small to measure, not zero), and the readout's motion is a coarse guess.
+        if estimate.source in ("geometry", "fused", "standing"):
+            position = estimate.world_from_camera[:3, 3].copy()
+            if self.measured is not None:
+                self.speeds.append(float(np.linalg.norm(position - self.measured[1])) / max(1, seq - self.measured[0]))
+            self.measured = (seq, position)
+        self.last = estimate
         return estimate
 
     def _step(self, seq, grey, k, depth_at, readout) -> MotionEstimate:
@@ -291,7 +295,9 @@ class GeometricOdometry:
             readout_step = _inverse(kf.readout_world_from_camera) @ readout
             relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
             source = "fused"
-        pose, relative_cov = self._speed_gate(seq, kf.world_from_camera @ relative, relative_cov)
+        pose = kf.world_from_camera @ relative
+        if source != "rotation":  # nothing measured to gate
+            pose, relative_cov = self._speed_gate(seq, pose, relative_cov)
         estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
         if parallax > self._angle_px(k, self.config.keyframe_deg) or inliers < self._renew_below(kf):
             self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
@@ -299,15 +305,16 @@ class GeometricOdometry:
 
     # Parts ------------------------------------------------------------------------
     def _speed_gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`pose` with its step from the last frame clamped to the plausible length (see the module's text)."""
-        if not self.config.speed_gate or self.last is None or not self.scene_depths:
+        """`pose` with its step from the last measured position clamped to the plausible length (see the module's
+        text)."""
+        if not self.config.speed_gate or self.measured is None or not self.scene_depths:
             return pose, covariance
-        frames = max(1, seq - self.last_seq)
+        frames = max(1, seq - self.measured[0])
         # Over several keyframes: one keyframe whose depth is wrong (the fault the gate is for) cannot lift it.
         floor = float(np.median(self.scene_depths)) * np.tan(np.radians(self.config.speed_floor_deg))
         speed = float(np.median(self.speeds)) if self.speeds else 0.0
         limit = (self.config.speed_gate * speed + floor) * frames
-        start = self.last.world_from_camera[:3, 3]
+        start = self.measured[1]
         step = pose[:3, 3] - start
         length = float(np.linalg.norm(step))
         if length <= limit:
