@@ -24,10 +24,10 @@ not triple its speed from one frame to the next, but a two-view fit can. On real
 length spikes where the keyframe is short and the rotation large: PnP on depth that is wrong by a quarter
 trades rotation for translation, and the depth-ratio scale of a barely triangulated essential matrix swings.
 Steps are taken between measured translations (a pure rotation's frame measures none: after it, one step
-spans both frames). A step longer than `speed_gate` times the recent median speed (plus the length `speed_floor_deg` spans at the
-recent keyframes' median depth, which lets a camera start from rest) keeps its direction and is clamped to that
-length, with the clamped length added to its covariance. The tracks, the fit and every decision above stay as
-they were; only the length of an implausible step changes.
+spans both frames). A step longer than `speed_gate` times the recent median speed (plus the length
+`speed_floor_deg` spans at the recent keyframes' median depth, which lets a camera start from rest) keeps its
+direction and is clamped to that length, with the clamped length added to its covariance. The tracks, the fit
+and every decision above stay as they were; only the length of an implausible step changes.
 
 Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
 frame, geometry and readout blended by their covariances in the tangent space).
@@ -79,8 +79,8 @@ class EgomotionConfig:
     min_inliers: int = 15
     ransac_px: float = 1.0
     forward_backward_px: float = 1.0
-    # The speed gate: a step may be this many times the median speed of the last `speed_history` frames, plus
-    # the length this angle spans at the recent keyframes' median depth (per frame). 0 turns the gate off.
+    # The speed gate: a step may be this many times the median speed of the last `speed_history` measured steps,
+    # plus the length this angle spans at the recent keyframes' median depth (per frame). 0 turns the gate off.
     speed_gate: float = 3.0
     speed_floor_deg: float = 0.5
     speed_history: int = 8
@@ -172,7 +172,7 @@ class GeometricOdometry:
         self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
         self.last: MotionEstimate | None = None
         self.measured: tuple[int, np.ndarray] | None = None  # (seq, position) of the last measured translation
-        self.speeds: deque[float] = deque(maxlen=self.config.speed_history)  # recent per-frame step lengths
+        self.speeds: deque[float] = deque(maxlen=self.config.speed_history)  # recent measured steps, per frame
         self.scene_depths: deque[float] = deque(maxlen=self.config.speed_history)  # recent keyframes' median depth
         self._new_keyframe_next = False
 
