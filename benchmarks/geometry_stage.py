@@ -1,7 +1,8 @@
 """The geometric stage: what it costs per window, and how each egomotion mode scores next to the baselines.
 
 1. Cost: geometric egomotion plus point refinement of 64 tracks over one window's 4 new frames at 640x480
-   (real frames of ../shared/real/holo_office_b resized, or a procedural clip without them), per window.
+   (real frames of ../shared/real/holo_office_b resized, or a procedural clip without them), per window; and
+   the floor of this design: one forward Lucas-Kanade pass a frame over the same features and tracks.
 2. Quality: `fourds-ros eval` of the default model with each egomotion mode on the real sequences (converted
    from ../shared/real into a temporary folder, never into the project) and the synthetic held-out bags
    (seeds 1001-1005; standing camera with people walking by: 2001-2003), next to ORB VO; point tracks with and
@@ -17,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -78,12 +80,36 @@ def stage_cost(repeats: int) -> dict:
                                  corners.copy()) for _ in range(HOP)]
             refiner.refine(frames, list(range(start, start + HOP + 1)), window, to_camera)
             per_window.append(time.perf_counter() - began)
-    ms = np.array(per_window[1:]) * 1e3  # the first window starts the keyframe
     return {"frames": source, "geometry_size": list(grey[0].shape[::-1]), "window_new_frames": HOP,
             "point_tracks": int(len(ids)), "grey_resize_ms_per_frame": round(arrival_ms, 3),
-            "ms_per_window": {"p50": round(float(np.percentile(ms, 50)), 2), "p99": round(float(np.percentile(ms, 99)), 2),
-                              "mean": round(float(ms.mean()), 2), "max": round(float(ms.max()), 2)},
+            "ms_per_window": _percentiles(per_window[1:]),  # the first window starts the keyframe
+            "lucas_kanade_floor_ms_per_window": lucas_kanade_floor(grey, repeats),
             "target_ms_per_window": 10.0}
+
+
+def lucas_kanade_floor(grey: list[np.ndarray], repeats: int) -> dict:
+    """The least this design can cost: one forward Lucas-Kanade pass a frame over the odometry's features and
+    the point tracks, each with its own tracker, and nothing else (no check, no fit, no new corners)."""
+    config = EgomotionConfig()
+    odometry_lk = replace(GeometricOdometry(config).tracker, forward_backward_px=None)
+    refine_lk = PointRefiner().tracker
+    features = cv2.goodFeaturesToTrack(grey[0], config.features, 0.01, 8).reshape(-1, 2)
+    tracks = cv2.goodFeaturesToTrack(grey[0], TRACKS, 0.01, 10).reshape(-1, 2)
+    per_window = []
+    for _ in range(repeats):
+        for start in range(0, len(grey) - HOP, HOP):
+            began = time.perf_counter()
+            for i in range(start + 1, start + HOP + 1):
+                odometry_lk.track(grey[i - 1], grey[i], features)
+                refine_lk.track(grey[i - 1], grey[i], tracks)
+            per_window.append(time.perf_counter() - began)
+    return {"odometry_features": len(features), "point_tracks": len(tracks), **_percentiles(per_window)}
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1e3
+    return {"p50": round(float(np.percentile(ms, 50)), 2), "p99": round(float(np.percentile(ms, 99)), 2),
+            "mean": round(float(ms.mean()), 2), "max": round(float(ms.max()), 2)}
 
 
 def quality(workdir: Path, quick: bool) -> dict:

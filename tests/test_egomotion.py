@@ -86,6 +86,25 @@ def test_the_speed_gate_clamps_the_steps_a_wrong_depth_throws(speed_gate):
         assert error > 1.5 * np.linalg.norm(end)
 
 
+def test_a_walking_camera_held_at_its_keyframe_says_so_in_its_covariance():
+    """A steady walk whose frames right after each keyframe show too little parallax to measure: they are taken
+    for pure rotations and keep the keyframe's position while the camera walks on. Their covariance must cover
+    that lag (a robot's filter then leans on its wheels), while a camera that turns from standing stays sure it
+    has not moved."""
+    truth = [look(0, (0.03 * i, 0.0, -1.5 + 0.015 * i)) for i in range(24)]
+    estimates, _ = run(truth)
+    first_measured = next(i for i, e in enumerate(estimates) if e.source == "geometry")
+    held = [(e, ref) for e, ref in zip(estimates[first_measured:], relative(truth)[first_measured:])
+            if e.source == "rotation"]
+    assert len(held) >= 6  # the walk shows the fault this test is about
+    for estimate, ref in held:
+        error = np.linalg.norm(estimate.world_from_camera[:3, 3] - ref[:3, 3])
+        sigma = np.sqrt(estimate.covariance[0, 0])
+        assert error > 0.03 and error < 3 * sigma
+    turned, _ = run([look(0.6 * i) for i in range(16)])
+    assert all(e.covariance[:3, :3].max() < 1e-6 for e in turned)
+
+
 def test_bad_speed_gate_settings_are_named():
     with pytest.raises(ValueError, match="speed_gate"):
         GeometricOdometry(EgomotionConfig(speed_gate=-1.0))

@@ -10,7 +10,10 @@ checked) at a reduced "geometry" resolution. Their two-view geometry against the
   stands, tracks that move far are dropped (movers);
 - otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
   gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
-  Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation;
+  Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation: the
+  frame keeps the keyframe's position, with a position variance grown by how far the camera's recent speed
+  would have carried it since its translation was last measured (a walking camera's frames right after a
+  keyframe often look like this);
 - the translation's length comes from the 4DS depth: points triangulated with a unit baseline, compared
   with the (stitched) depth the model gives at the keyframe, median ratio (DF-VO's scale recovery), so
   odometry and published depth share one scale;
@@ -296,7 +299,9 @@ class GeometricOdometry:
             relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
             source = "fused"
         pose = kf.world_from_camera @ relative
-        if source != "rotation":  # nothing measured to gate
+        if source == "rotation":  # no translation measured: nothing to gate, and the position may lag
+            relative_cov = self._held_position_covariance(seq, relative_cov)
+        else:
             pose, relative_cov = self._speed_gate(seq, pose, relative_cov)
         estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
         if parallax > self._angle_px(k, self.config.keyframe_deg) or inliers < self._renew_below(kf):
@@ -325,6 +330,20 @@ class GeometricOdometry:
         covariance = covariance.copy()
         covariance[:3, :3] += np.eye(3) * (length - limit) ** 2
         return clamped, covariance
+
+    def _held_position_covariance(self, seq: int, covariance: np.ndarray) -> np.ndarray:
+        """`covariance` of a pure rotation's frame, which keeps the keyframe's position, grown by how far a camera
+        moving at its recent median speed would have gone since: from the keyframe to the last measured position,
+        and on from there for the frames since. A camera that stood before it turned adds nothing; one that walks
+        steadily (whose frames right after a keyframe show too little parallax to measure) says that its
+        position is held, not known."""
+        if self.measured is None or not self.speeds:
+            return covariance
+        lag = float(np.linalg.norm(self.measured[1] - self.keyframe.world_from_camera[:3, 3]))
+        lag += float(np.median(self.speeds)) * (seq - self.measured[0])
+        covariance = covariance.copy()
+        covariance[:3, :3] += np.eye(3) * lag ** 2
+        return covariance
 
     def _still_standing(self, displacement: float, standing_px: float) -> bool:
         """A standing camera whose view is displaced beyond the standing threshold, but not yet for
