@@ -141,6 +141,12 @@ def _readout_covariance(step: np.ndarray) -> np.ndarray:
     return np.diag([sigma_t ** 2] * 3 + [READOUT_ROTATION_SIGMA_RAD ** 2] * 3)
 
 
+def _grow_translation_variance(covariance: np.ndarray, length: float) -> np.ndarray:
+    """`covariance` (changed in place) with `length` of doubt added to each axis of its translation."""
+    covariance[:3, :3] += np.eye(3) * length ** 2
+    return covariance
+
+
 def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-covariance weighted mean of two relative motions (translation, rotation vector)."""
     def vec(pose):
@@ -311,7 +317,7 @@ class GeometricOdometry:
     # Parts ------------------------------------------------------------------------
     def _speed_gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`pose` with its step from the last measured position clamped to the plausible length (see the module's
-        text)."""
+        text). `pose` and `covariance` are this frame's own and are changed in place."""
         if not self.config.speed_gate or self.measured is None or not self.scene_depths:
             return pose, covariance
         frames = max(1, seq - self.measured[0])
@@ -325,25 +331,20 @@ class GeometricOdometry:
         if length <= limit:
             return pose, covariance
         self.stats.clamped += 1
-        clamped = pose.copy()
-        clamped[:3, 3] = start + step * (limit / length)
-        covariance = covariance.copy()
-        covariance[:3, :3] += np.eye(3) * (length - limit) ** 2
-        return clamped, covariance
+        pose[:3, 3] = start + step * (limit / length)
+        return pose, _grow_translation_variance(covariance, length - limit)
 
     def _held_position_covariance(self, seq: int, covariance: np.ndarray) -> np.ndarray:
         """`covariance` of a pure rotation's frame, which keeps the keyframe's position, grown by how far a camera
         moving at its recent median speed would have gone since: from the keyframe to the last measured position,
         and on from there for the frames since. A camera that stood before it turned adds nothing; one that walks
         steadily (whose frames right after a keyframe show too little parallax to measure) says that its
-        position is held, not known."""
+        position is held, not known. `covariance` is this frame's own and is changed in place."""
         if self.measured is None or not self.speeds:
             return covariance
         lag = float(np.linalg.norm(self.measured[1] - self.keyframe.world_from_camera[:3, 3]))
         lag += float(np.median(self.speeds)) * (seq - self.measured[0])
-        covariance = covariance.copy()
-        covariance[:3, :3] += np.eye(3) * lag ** 2
-        return covariance
+        return _grow_translation_variance(covariance, lag)
 
     def _still_standing(self, displacement: float, standing_px: float) -> bool:
         """A standing camera whose view is displaced beyond the standing threshold, but not yet for
