@@ -5,7 +5,7 @@ Dependencies are grouped so a robot that only runs the node installs no training
 - `[eval]`: rosbag replay, `eval`, `convert`, reports and plots;
 - `[export]`: exporting ONNX graphs and the PyTorch reference backend (torch);
 - `[train]`: offline training and the synthetic data generator;
-- `[tensorrt]`: the TensorRT backend on NVIDIA GPUs (on a Jetson, JetPack's TensorRT instead: see the README);
+- `[tensorrt]`: the TensorRT backend on NVIDIA GPUs (on a Jetson, JetPack's TensorRT instead: see docs/gpu.md);
 - `[test]`: the test suite.
 `requirements.lock` pins one tested set of all of them: the README's commands and CI install from it.
 

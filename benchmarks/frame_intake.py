@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fourds_ros.streaming.frames import FramePreprocessor, GeometryFrames, converted_encoding, \
-    decode_compressed, image_view, shrink, shrink_factor  # noqa: E402
-from fourds_ros.streaming.pipeline import StreamConfig  # noqa: E402
+from fourds_ros.images import converted_encoding, decode_compressed, image_view  # noqa: E402
+from fourds_ros.streaming.frames import FramePreprocessor, GeometryFrames, shrink, shrink_factor  # noqa: E402
+from fourds_ros.streaming.settings import StreamConfig  # noqa: E402
 from result_file import cpu_name, write_result  # noqa: E402
 
 RESOLUTIONS = ((640, 480), (1920, 1080), (4000, 3000))

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fourds_ros.streaming.egomotion import MODES, EgomotionConfig, GeometricOdometry  # noqa: E402
+from fourds_ros.streaming.egomotion import GeometricOdometry  # noqa
+from fourds_ros.streaming.settings import EGOMOTION_MODES as MODES, EgomotionConfig, StreamConfig  # noqa: E402
 from fourds_ros.streaming.refine import PointRefiner  # noqa: E402
 from fourds_ros.streaming.tracks import TrackFrame  # noqa: E402
 from result_file import cpu_name, write_result  # noqa: E402
@@ -56,7 +57,6 @@ def stage_cost(repeats: int) -> dict:
     """As the pipeline runs it: frames made grey and resized to `geometry_width` on arrival (counted), then the
     odometry and the refinement per window."""
     from fourds_ros.streaming.frames import GeometryFrames
-    from fourds_ros.streaming.pipeline import StreamConfig
     camera, k_camera, source = frames_640x480()
     geometry = GeometryFrames(len(camera), StreamConfig().geometry_width)
     began = time.perf_counter()
@@ -141,7 +141,7 @@ def quality(workdir: Path, quick: bool) -> dict:
             for points in ((True, False) if refine else (True,)):
                 try:
                     report = evaluate(bag, None, workdir / "reports" / f"{name}-{mode}-{points}", progress=False,
-                                      egomotion=mode, refine_points=points)
+                                      settings={"egomotion": mode, "refine_points": points})
                 except Exception as exc:  # one failing run is a result too, not the end of the benchmark
                     row[f"{mode}{'' if points else '-unrefined'}"] = {"error": f"{type(exc).__name__}: {exc}"}
                     continue

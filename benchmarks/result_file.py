@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parents[1]
 
 
 def cpu_name() -> str:
@@ -28,7 +29,8 @@ def write_result(report: dict, benchmark: str, device: str, out: Path | None = N
     """Print the report as JSON and write it to `out` or results/<benchmark>-<device>.json."""
     out = result_path(benchmark, device, out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2)
+    # Paths inside the repository are written relative to it: a result says nothing about the machine's folders.
+    text = json.dumps(report, indent=2).replace(str(REPO) + "/", "")
     out.write_text(text + "\n")
     print(text)
     return out

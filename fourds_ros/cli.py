@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .runtime.selection import ALL_PRECISIONS, BACKENDS
-from .streaming.egomotion import MODES as EGOMOTION_MODES
-from .streaming.refine import VISIBILITY as POINT_VISIBILITY
+from .streaming import settings
 from .synthetic.generator import CAMERA_MOTIONS
 from .synthetic.scene import STYLES
 
@@ -206,10 +205,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.offline import evaluate
     from .evaluation.report import summary
     report = evaluate(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
-                      window_hop=args.window_hop, video=args.video, threads=args.threads, precision=args.precision,
-                      gt=args.gt, egomotion=args.egomotion, refine_points=not args.no_refine_points,
-                      fuse_depth=not args.no_fuse_depth,
-                      point_visibility=args.point_visibility, geometry_width=args.geometry_width)
+                      settings=setting_values(args), video=args.video, threads=args.threads,
+                      precision=args.precision, gt=args.gt)
     print(summary(report, args.out))
 
 
@@ -217,8 +214,8 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from .evaluation.report import summary
     from .ros.replay import replay
     report = replay(args.bag, args.model, args.out, backend=args.backend, image_topic=args.image_topic,
-                    rate=args.rate, window_hop=args.window_hop, domain=args.domain, video=args.video,
-                    precision=args.precision, gt=args.gt, egomotion=args.egomotion)
+                    rate=args.rate, settings=setting_values(args), domain=args.domain, video=args.video,
+                    precision=args.precision, gt=args.gt)
     print(summary(report, args.out))
     latency = report["runtime"]["end_to_end_latency_ms"]
     if latency:
@@ -273,10 +270,34 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-topic", help="camera topic (default: /camera/image_raw or the bag's only image topic)")
     p.add_argument("--precision", choices=ALL_PRECISIONS,
                    help="the backend's precision (default: its own; int8 is an onnxruntime graph)")
-    p.add_argument("--window-hop", type=int, default=4)
-    p.add_argument("--egomotion", choices=EGOMOTION_MODES, default="geometric",
-                   help="geometric: tracks + 4DS depth through keyframes; readout: the pose head alone; fused: both")
     p.add_argument("--video", action="store_true", help="also write a side-by-side MP4")
+    _setting_arguments(p)
+
+
+def _setting_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per setting of the streaming core's table, so a node setting can be replayed and scored:
+    `--window-hop 2`, `--no-fuse-depth`, `--odometry.standing-deg 0.3`."""
+    groups = {}
+    for row in settings.table():
+        if row.name in settings.SCORING_FIXED:
+            continue
+        prefix = row.name.rpartition(".")[0]
+        if prefix not in groups:
+            title = f"{prefix} settings" if prefix else "stream settings"
+            groups[prefix] = p.add_argument_group(title, "the node's parameters of the same names")
+        unit = f" ({row.unit})" if row.unit else ""
+        options = dict(dest=f"setting:{row.name}", default=row.default, help=f"{row.description}{unit}")
+        if isinstance(row.default, bool):
+            options.update(action=argparse.BooleanOptionalAction)
+        else:
+            options.update(type=type(row.default), choices=row.choices, metavar=row.unit.upper().replace(" ", "_")
+                           if row.unit and not row.choices else None)
+        groups[prefix].add_argument(f"--{row.name.replace('_', '-')}", **options)
+
+
+def setting_values(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (every one of the table's, defaults included) by table name."""
+    return {key.removeprefix("setting:"): value for key, value in vars(args).items() if key.startswith("setting:")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,12 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score the node's pipeline on a bag against its ground truth")
     _bag_arguments(p)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--no-refine-points", action="store_true", help="publish the 4DS point positions unrefined")
-    p.add_argument("--no-fuse-depth", action="store_true",
-                   help="publish the 4DS depth without the correction from depth triangulated by flow and motion")
-    p.add_argument("--geometry-width", type=int, help="width of the geometric stage's grey frames (node default)")
-    p.add_argument("--point-visibility", choices=POINT_VISIBILITY, default="refined",
-                   help="occlusion signal of point tracks: readout, refined or both")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("replay", help="play a bag over ROS 2 into the real node, record its outputs and score them")

@@ -5,6 +5,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from fourds_ros.contract import node_topic
+
 
 def generate_launch_description():
     arguments = [
@@ -28,7 +30,7 @@ def generate_launch_description():
         output="screen",
         parameters=[LaunchConfiguration("params_file"),
                     {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend")}],
-        remappings=[("image", LaunchConfiguration("image_topic")),
-                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
+        remappings=[(node_topic("image"), LaunchConfiguration("image_topic")),
+                    (node_topic("camera_info"), LaunchConfiguration("camera_info_topic"))],
     )
     return LaunchDescription([*arguments, node])

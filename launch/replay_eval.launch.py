@@ -10,6 +10,12 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from fourds_ros.contract import RECORDED_OUTPUTS, node_topic
+
+
+def _absolute(topic: str) -> str:
+    return topic if topic.startswith("/") else f"/{topic}"
+
 
 def generate_launch_description():
     bag, out, rate = LaunchConfiguration("bag"), LaunchConfiguration("out"), LaunchConfiguration("rate")
@@ -23,8 +29,8 @@ def generate_launch_description():
              parameters=[PathJoinSubstitution([FindPackageShare("fourds_ros"), "config", "perception.yaml"]),
                          {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend"),
                           "use_sim_time": True}],
-             remappings=[("image", "/camera/image_raw"), ("camera_info", "/camera/camera_info")]),
-        ExecuteProcess(cmd=["ros2", "bag", "record", "-o", out, "/depth/image", "/depth/camera_info", "/odometry",
-                            "/tracks/points", "/tracks/boxes", "/diagnostics"], output="screen"),
+             remappings=[(node_topic("image"), "/camera/image_raw"), (node_topic("camera_info"), "/camera/camera_info")]),
+        ExecuteProcess(cmd=["ros2", "bag", "record", "-o", out, *(_absolute(node_topic(n)) for n in RECORDED_OUTPUTS)],
+                       output="screen"),
         ExecuteProcess(cmd=["ros2", "bag", "play", bag, "--clock", "--rate", rate], output="screen"),
     ])

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import torch
 
-from fourds_ros.streaming.camera import PixelMap, pinhole
+from fourds_ros.streaming.camera import PixelMap
+from fourds_ros.streaming.geometry import pinhole
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 

@@ -388,8 +388,9 @@ def main() -> None:
             report["cases"][name] = result
             print(f"fault_injection: {name}: {'survived' if result['survived'] else 'FAILED'}", file=sys.stderr,
                   flush=True)
-    report["all_survived"] = all(c["survived"] for c in report["cases"].values())
-    text = json.dumps(report, indent=2)
+        report["all_survived"] = all(c["survived"] for c in report["cases"].values())
+        # The messages name the files they are about; the machine's temporary folder is not part of the result.
+        text = json.dumps(report, indent=2).replace(str(tmp), "$WORK").replace(tempfile.gettempdir() + "/", "$TMPDIR/")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
     print(text)

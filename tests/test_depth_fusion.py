@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fourds_ros.streaming.depth_fusion import DepthFusion, DepthFusionConfig
+from fourds_ros.streaming.depth_fusion import DepthFusion
+from fourds_ros.streaming.settings import DepthFusionConfig
 from fourds_ros.streaming.depth_points import DepthPoints
 from fourds_ros.streaming.flow_depth import FlowDepth
 from room_render import look, render
@@ -85,7 +86,7 @@ def test_a_reference_that_does_not_match_is_passed_over(sideways):
 
 
 def test_the_reference_ring_keeps_the_newest_frames_and_restarts_on_a_new_size():
-    from fourds_ros.streaming.flow_depth import FlowDepthConfig
+    from fourds_ros.streaming.settings import FlowDepthConfig
     flow = FlowDepth(FlowDepthConfig(memory=4))
     for i in range(6):
         flow.remember(np.full((3, 5), i, np.uint8), look(0, (i, 0, 0)))
@@ -162,7 +163,7 @@ def test_the_pipeline_publishes_fused_depth_closer_to_the_truth():
     spurious 0.4 m step, which the egomotion's speed gate now clamps."""
     from fourds_ros.runtime import create_backend
     from fourds_ros.runtime.selection import default_model_dir
-    from fourds_ros.streaming.pipeline import StreamConfig, StreamingPipeline
+    from fourds_ros.streaming import StreamConfig, StreamingPipeline
     poses = [look(2 * np.sin(i / 8), (-0.4 + 0.04 * i, 0.1 * np.sin(i / 5), -1.3 + 0.01 * i)) for i in range(40)]
     frames = [render(pose, K, SIZE) for pose in poses]
     errors = {}

@@ -6,7 +6,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from fourds_ros.evaluation.metrics import rotation_angle_deg
-from fourds_ros.streaming.egomotion import EgomotionConfig, GeometricOdometry, blend
+from fourds_ros.streaming.egomotion import GeometricOdometry, blend
+from fourds_ros.streaming.settings import EgomotionConfig
 from room_render import look, render
 
 K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
@@ -17,7 +18,7 @@ def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", fra
         depth_factor=lambda i: 1.0, **config):
     """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity. The depth the
     odometry is given is the rendered one times `depth_factor(frame)`."""
-    odometry = GeometricOdometry(EgomotionConfig(mode=mode, **config))
+    odometry = GeometricOdometry(EgomotionConfig(**config), mode)
     out = []
     for i, pose in enumerate(poses):
         if frames is not None:

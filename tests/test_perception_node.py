@@ -17,7 +17,7 @@ from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
-from fourds_ros.bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
+from fourds_ros.contract import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder
 from ros_helpers import REPO, next_domain
 
@@ -38,7 +38,7 @@ def node_model(tmp_path_factory):
         model.heads["boxes"].readout.out.bias[4::5] = 3.0
         model.heads["pose"].readout.out.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(0))
     model_dir = save_model_dir(model, tmp_path_factory.mktemp("node") / "model")
-    from fourds_ros.runtime.graph_files import find_or_export
+    from fourds_ros.runtime.graph_lookup import find_or_export
     find_or_export(model_dir)  # export once, so every node start reuses it
     return model_dir
 
@@ -319,11 +319,31 @@ def test_bad_parameters_fail_at_start_naming_the_parameter(processes, node_model
     assert message in node.log(), node.log()
 
 
-def test_params_file_matches_the_declared_parameters():
+def test_params_file_and_cli_match_the_settings_table():
+    """Each setting's default is written once (streaming/settings.py): the node declares the table, and the
+    shipped params file and the `eval` / `replay` flags are made from it."""
+    from fourds_ros.cli import build_parser, setting_values
     from fourds_ros.ros.parameters import params_file_text
     from fourds_ros.ros.perception_node import PARAMETERS
-    values = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    from fourds_ros.streaming import StreamConfig
+    from fourds_ros.streaming.settings import SCORING_FIXED, table
+
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
+    values = flat(yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"])
     assert values == {p.name: p.default for p in PARAMETERS}
+    defaults = {row.name: row.default for row in table()}
+    assert {name: values[name] for name in defaults} == defaults == StreamConfig().values()
+    for command in ("eval", "replay"):
+        given = setting_values(build_parser().parse_args([command, "bag", "--out", "out"]))
+        assert given == {k: v for k, v in defaults.items() if k not in SCORING_FIXED}, command
+        changed = setting_values(build_parser().parse_args(
+            [command, "bag", "--out", "out", "--window-hop", "2", "--no-fuse-depth", "--odometry.standing-deg", "0.5"]))
+        assert StreamConfig.from_values(changed).values() == {**defaults, "window_hop": 2, "fuse_depth": False,
+                                                              "odometry.standing_deg": 0.5}
     # Descriptions, choices and ranges too: the file is the generated text, comment for comment.
     assert PARAMS_FILE.read_text() == params_file_text(PARAMETERS, "perception_node defaults"), \
         "config/perception.yaml drifted: python -m fourds_ros.ros.perception_node --params-file-text > config/perception.yaml"

@@ -22,7 +22,8 @@ from fourds_ros.runtime import export
 from fourds_ros.runtime.engine_cache import BuildSettings, EngineCache, build_settings, device_index, engine_key, \
     io_mismatch
 from fourds_ros.runtime.export import export_onnx
-from fourds_ros.runtime.graph_files import find_or_export, read_record
+from fourds_ros.runtime.graph_files import read_record
+from fourds_ros.runtime.graph_lookup import find_or_export
 from fourds_ros.runtime.graph import INVALID_LOGIT
 
 HEAD_OUTPUTS = ["depth", "pose", "points", "points_visible_logit", "boxes", "boxes_visible_logit"]

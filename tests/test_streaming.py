@@ -14,7 +14,8 @@ from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.runtime import create_backend
 from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
-from fourds_ros.streaming.frames import FramePreprocessor, image_view, shrink, shrink_factor, shrink_map, to_rgb
+from fourds_ros.images import image_view, to_rgb
+from fourds_ros.streaming.frames import FramePreprocessor, shrink, shrink_factor, shrink_map
 from fourds_ros.streaming.stitching import DepthAligner, Trajectory
 from fourds_ros.streaming.tracks import TrackSet
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
@@ -262,7 +263,7 @@ def _bayer(rgb: np.ndarray, pattern: str) -> np.ndarray:
 @pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
                                       "bayer_grbg8", "mono16", "rgb16", "bgr16"])
 def test_camera_encodings_decode_to_the_rgb_they_were_made_from(encoding):
-    from fourds_ros.streaming.frames import converted_encoding
+    from fourds_ros.images import converted_encoding
     rgb = cv2.GaussianBlur(moving_pattern_clip(1, 48, 64)[0], (5, 5), 0)  # smooth: demosaicing is then exact-ish
     h, w = rgb.shape[:2]
     if encoding.startswith("yuv"):  # OpenCV's own packing of the known RGB
@@ -340,3 +341,18 @@ def test_a_large_frame_is_shrunk_once_and_its_pixels_still_map_exactly_to_the_ca
     direct, via = preprocess.pixel_map(2400, 3600), preprocess.pixel_map(200, 300).then(shrink_map(12))
     np.testing.assert_allclose([via.scale_x, via.scale_y, via.offset_x, via.offset_y],
                                [direct.scale_x, direct.scale_y, direct.offset_x, direct.offset_y])
+
+
+def test_the_streaming_core_stays_in_small_pieces():
+    """Classes of at most 250 lines and functions of at most 60 in `fourds_ros/streaming/`: each stage is read
+    in one sitting."""
+    import ast
+    from pathlib import Path
+    import fourds_ros.streaming
+    too_long = []
+    for path in sorted(Path(fourds_ros.streaming.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            limit = 250 if isinstance(node, ast.ClassDef) else 60 if isinstance(node, ast.FunctionDef) else None
+            if limit is not None and node.end_lineno - node.lineno + 1 > limit:
+                too_long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not too_long, too_long

@@ -5,7 +5,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .topics import CAMERA_FRAME
-from .track_layout import fields_of
+from ..contract import fields_of
 
 
 class BagMessages:

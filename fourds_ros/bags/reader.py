@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..streaming.frames import SUPPORTED, converted_encoding, decode_compressed, image_view, to_rgb
-from .topics import TOPICS, TYPES, camera_info_for, compressed, typestore
-from .track_layout import BOX_DTYPE, POINT_DTYPE, unpack
+from ..contract import BOX_DTYPE, POINT_DTYPE, compressed, unpack
+from ..images import SUPPORTED, converted_encoding, decode_compressed, image_view, to_rgb
+from .topics import TOPICS, TYPES, camera_info_for, typestore
 
 log = logging.getLogger("fourds_ros.bags")
 IMAGE_TYPES = (TYPES["image"], TYPES["compressed_image"])

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from .messages import BagMessages
+from ..contract import compressed as compressed_topic
+from ..contract import pack_boxes, pack_points
 from .topics import CAMERA_FRAME, TOPICS, TYPES, WORLD_FRAME, typestore
-from .topics import compressed as compressed_topic
-from .track_layout import pack_boxes, pack_points
 
 
 def prepare_output(path: Path, overwrite: bool) -> Path:

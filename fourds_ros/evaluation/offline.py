@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from ..bags.reader import Frame, read_bag
 from ..runtime import Backend, backend_options, create_backend, default_model_dir
 from ..streaming import FrameOutput, StreamConfig, StreamingPipeline, StreamStats
+from ..streaming.settings import SCORING_FIXED
 from .report import report_header, runtime_summary, write_report
 from .scoring import Predictions, align_truth, score_baselines, score_with_queries
 
@@ -95,11 +97,12 @@ def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):
 
 
 def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
-             image_topic: str | None = None, window_hop: int = 4, video: bool = False, progress: bool = True,
-             threads: int = 0, precision: str | None = None, gt: Path | None = None,
-             egomotion: str = "geometric", refine_points: bool = True, point_visibility: str = "refined",
-             geometry_width: int | None = None, fuse_depth: bool = True) -> dict:
-    """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`."""
+             image_topic: str | None = None, settings: dict[str, Any] | None = None, video: bool = False,
+             progress: bool = True, threads: int = 0, precision: str | None = None, gt: Path | None = None) -> dict:
+    """Score the node's pipeline on `bag` (the default model when `model_dir` is None); writes `out_dir`.
+
+    `settings`: values of the streaming core's settings by table name (`streaming/settings.py`); the rest keep
+    their defaults, and those of `SCORING_FIXED` are set here."""
     started = time.monotonic()
     model_dir = model_dir or default_model_dir()
     topic, frames, gt_data = read_bag(bag, image_topic, gt)
@@ -108,20 +111,26 @@ def evaluate(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "o
     spec = engine.spec
     point_query = truth.queries("points", spec.max_points if "points" in spec.heads else 0)
     box_query = truth.queries("boxes", spec.max_boxes if "boxes" in spec.heads else 0)
-    config = StreamConfig(window_len=spec.clip[0], window_hop=window_hop, point_tracks=spec.max_points,
-                          point_seeding="none", max_invisible_frames=10**9, flush_after_s=0.0, egomotion=egomotion,
-                          refine_points=refine_points, point_visibility=point_visibility, fuse_depth=fuse_depth,
-                          **({"geometry_width": geometry_width} if geometry_width else {}))
+    fixed = dict(zip(SCORING_FIXED, (spec.clip[0], spec.max_points, "none", 10**9, 0.0)))
+    config = StreamConfig.from_values({**(settings or {}), **fixed})
     pred = run_offline(frames, engine, config, point_query[:2] if point_query else None,
                        box_query[:2] if box_query else None, progress=progress, camera_matrix=gt_data.intrinsics,
                        distortion=gt_data.distortion)
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
-    report.update(backend=engine.description, window={"len": spec.clip[0], "hop": window_hop}, egomotion=egomotion,
-                  depth={"fused": fuse_depth}, points={"refined": refine_points, "visibility": point_visibility},
+    report.update(backend=engine.description, window={"len": spec.clip[0], "hop": config.window_hop},
+                  egomotion=config.egomotion, depth={"fused": config.fuse_depth},
+                  points={"refined": config.refine_points, "visibility": config.point_visibility},
+                  settings=changed_settings(config, SCORING_FIXED),
                   egomotion_sources=pred.egomotion_sources, model_metrics=scores,
                   runtime=runtime_summary(pred), notes=notes)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)
     report["wall_time_s"] = round(time.monotonic() - started, 1)
     write_report(report, out_dir, frames, truth, pred, point_query, baseline_predictions, video)
     return report
+
+
+def changed_settings(config: StreamConfig, fixed: tuple[str, ...]) -> dict[str, Any]:
+    """The settings a run was given that differ from their defaults (those the protocol fixes left out)."""
+    defaults = StreamConfig().values()
+    return {name: value for name, value in config.values().items() if name not in fixed and value != defaults[name]}

@@ -9,7 +9,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 from scipy.spatial.transform import Rotation
 
-from ..bags.track_layout import fields_of
+from ..contract import fields_of
 
 
 def stamp_ns(header: Header) -> int:
@@ -29,7 +29,7 @@ def pose_of(matrix: np.ndarray) -> Pose:
 
 
 def track_cloud(records: np.ndarray, header: Header) -> PointCloud2:
-    """Packed track records (`bags.track_layout`) as a PointCloud2."""
+    """Packed track records (`contract`) as a PointCloud2."""
     fields = [PointField(name=name, offset=offset, datatype=datatype, count=1)
               for name, offset, datatype in fields_of(records.dtype)]
     step = records.dtype.itemsize

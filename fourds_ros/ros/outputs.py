@@ -18,10 +18,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..bags.topics import node_topic
-from ..bags.track_layout import pack_boxes, pack_points
+from ..contract import node_topic, pack_boxes, pack_points
 from ..streaming import FrameOutput
-from ..streaming.camera import depth_at, ray_points
+from ..streaming.camera import depth_at
+from ..streaming.geometry import ray_points
 from . import messages
 
 try:  # optional message packages of a full ROS 2 install

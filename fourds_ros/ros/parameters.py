@@ -1,32 +1,25 @@
-"""Declaring node parameters from one table: description, range or choices, checked at start."""
+"""Declaring node parameters from one table of `Setting` rows: description, unit, range or choices, checked at
+start; and the params file written from the same table."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
+from ..streaming.settings import Setting
+
 
 class ParameterError(ValueError):
     """A parameter value is of the wrong type, out of range or not one of its choices."""
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any
-    description: str
-    range: tuple[float, float] | None = None
-    choices: tuple[str, ...] | None = None
-
-
-def _choices_note(p: Param) -> str:
+def _choices_note(p: Setting) -> str:
     return f" (one of: {', '.join(p.choices)})" if p.choices else ""
 
 
-def params_file_text(table: list[Param], title: str) -> str:
+def params_file_text(table: list[Setting], title: str) -> str:
     """A ROS 2 params file of every default in `table`, each commented with its description and limits.
 
     The shipped config/*.yaml are this text (a test keeps them equal), so comments cannot drift.
@@ -37,15 +30,22 @@ def params_file_text(table: list[Param], title: str) -> str:
              "# `ros2 param describe /<node> <name>` on a running node shows them. Generated from the node's",
              "# parameter table: `python -m fourds_ros.ros.perception_node --params-file-text > config/perception.yaml`.",
              "/**:", "  ros__parameters:"]
+    group = ""
     for p in table:
         value = yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("\n...").strip()
         value = '""' if p.default == "" else value
+        unit = f" ({p.unit})" if p.unit else ""
         limits = f" [{p.range[0]}, {p.range[1]}]" if p.range else ""
-        lines.append(f"    {p.name}: {value}  # {p.description}{_choices_note(p)}{limits}")
+        prefix, _, name = p.name.rpartition(".")
+        if prefix != group:  # dotted names nest: `odometry.standing_deg` is `odometry: {standing_deg: ...}`
+            lines.append(f"    {prefix}:")
+            group = prefix
+        indent = "      " if prefix else "    "
+        lines.append(f"{indent}{name}: {value}  # {p.description}{unit}{_choices_note(p)}{limits}")
     return "\n".join(lines) + "\n"
 
 
-def declare_all(node: Node, table: list[Param]) -> dict[str, Any]:
+def declare_all(node: Node, table: list[Setting]) -> dict[str, Any]:
     """Declare every parameter of `table` on `node` and return their values, validated."""
     values = {}
     for p in table:

@@ -13,24 +13,41 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..bags.reader import BagError, open_reader, pose_matrix, read_bag
-from ..bags.topics import CLOCK, NODE_OUTPUTS, PER_FRAME_OUTPUTS, RECORDED_OUTPUTS, camera_info_for, compressed, \
-    node_topic, typestore
-from ..bags.track_layout import BOX_DTYPE, POINT_DTYPE, pack_boxes, pack_points, unpack
+from ..bags.topics import CLOCK, camera_info_for, typestore
+from ..contract import BOX_DTYPE, NODE_OUTPUTS, PER_FRAME_OUTPUTS, POINT_DTYPE, RECORDED_OUTPUTS, compressed, node_topic, \
+    pack_boxes, pack_points, unpack
 from ..evaluation.report import report_header, write_report
 from ..evaluation.scoring import BOX_FIELDS, POINT_FIELDS, Predictions, align_truth, records_to_tracks, \
     score_baselines, score_with_queries
+from ..evaluation.offline import changed_settings
 from ..runtime import default_model_dir
-from ..streaming import StreamStats
+from ..streaming import StreamConfig, StreamStats
+from ..streaming.settings import SCORING_FIXED
 
 log = logging.getLogger("fourds_ros.replay")
 # The node's topics replay records, by the names it publishes them under.
 OUTPUT_TOPICS = {node_topic(name): NODE_OUTPUTS[name] for name in RECORDED_OUTPUTS}
 PER_FRAME_TOPICS = [node_topic(name) for name in PER_FRAME_OUTPUTS]  # track clouds come only once seeded
 DIAGNOSTICS = node_topic("diagnostics")
+
+
+def parameter_arguments(values: dict[str, Any]) -> list[str]:
+    """`-p name:=value` for each setting, written so that ROS reads each value back with its type."""
+    out = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = repr(value) if "." in repr(value) else f"{value:.1f}" if value.is_integer() else f"{value:.17e}"
+        else:
+            text = str(value)
+        out += ["-p", f"{name}:={text}"]
+    return out
 
 
 def message_class(msgtype: str):
@@ -43,11 +60,14 @@ def message_class(msgtype: str):
 
 
 def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onnxruntime",
-           image_topic: str | None = None, rate: float = 1.0, window_hop: int = 4, domain: int = 42,
-           video: bool = False, settle_s: float = 30.0, precision: str | None = None, gt: Path | None = None,
-           egomotion: str = "geometric", node_executable: Path | None = None,
-           node_env: dict[str, str] | None = None) -> dict:
+           image_topic: str | None = None, rate: float = 1.0, settings: dict[str, Any] | None = None,
+           domain: int = 42, video: bool = False, settle_s: float = 30.0, precision: str | None = None,
+           gt: Path | None = None, node_executable: Path | None = None, node_env: dict[str, str] | None = None
+           ) -> dict:
     """Replay `bag` over ROS 2 into a perception_node process, record its outputs and score them.
+
+    `settings`: the streaming core's settings by table name, given to the node as parameters (the rest keep
+    the node's defaults; the tracks' seeding and lifetime are fixed for scoring, as in `eval`).
 
     `node_executable` (with `node_env`) runs another installation's node (a colcon workspace, a clean
     environment); with no `model_dir` that node then runs the default model it was installed with.
@@ -56,7 +76,7 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
 
     from ..model.model_dir import load_model_config
     from .processes import NodeProcess, TopicRecorder, default_params_file, diagnostics_values
-    from ..runtime.graph_files import find_or_export
+    from ..runtime.graph_lookup import find_or_export
 
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -68,18 +88,19 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = find_or_export(model_dir, precision="int8" if precision == "int8" else "fp32") \
         if backend != "torch" and not node_picks_model else None
-    config = load_model_config(model_dir)
-    max_points = config.heads["points"].max_queries if "points" in config.heads else 0
-    max_boxes = config.heads["boxes"].max_queries if "boxes" in config.heads else 0
+    model_config = load_model_config(model_dir)
+    max_points = model_config.heads["points"].max_queries if "points" in model_config.heads else 0
+    max_boxes = model_config.heads["boxes"].max_queries if "boxes" in model_config.heads else 0
     point_query = truth.queries("points", max_points)
     box_query = truth.queries("boxes", max_boxes)
     info_topic = camera_info_for(topic)
     transport = "compressed" if topic.endswith("/compressed") else "raw"
     image_input = compressed(node_topic("image")) if transport == "compressed" else node_topic("image")
+    config = StreamConfig.from_values({**(settings or {}), "window_len": model_config.clip.frames, "point_seeding": "none",
+                                       "point_tracks": max(max_points, 1), "max_invisible_frames": 100000})
     args = ["--ros-args", "--params-file", default_params_file(),
-            "-p", f"backend:={backend}", "-p", "use_sim_time:=true",
-            "-p", f"window_hop:={window_hop}", "-p", f"egomotion:={egomotion}", "-p", f"image_transport:={transport}", "-p", "point_seeding:=none", "-p", f"point_tracks:={max(max_points, 1)}",
-            "-p", "max_invisible_frames:=100000", "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
+            "-p", f"backend:={backend}", "-p", "use_sim_time:=true", "-p", f"image_transport:={transport}",
+            *parameter_arguments(config.values()), "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
             "-p", "diagnostics_period:=0.5", "-r", f"{image_input}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
@@ -119,8 +140,10 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
     diag = diagnostics_values(recorded[DIAGNOSTICS][-1][1]) if recorded[DIAGNOSTICS] else {}
     scores, notes = score_with_queries(pred, truth, frames, point_query, box_query)
     report = report_header(bag, topic, frames, model_dir, gt_data.notes)
-    report.update(backend=diag.get("backend", backend), mode=f"replay over ROS 2 at rate {rate}", egomotion=egomotion,
-                  window={"len": config.clip.frames, "hop": window_hop}, model_metrics=scores,
+    report.update(backend=diag.get("backend", backend), mode=f"replay over ROS 2 at rate {rate}",
+                  egomotion=config.egomotion, window={"len": model_config.clip.frames, "hop": config.window_hop},
+                  settings=changed_settings(config, SCORING_FIXED),
+                  model_metrics=scores,
                   runtime={"end_to_end_latency_ms": latency, "node_diagnostics": diag}, notes=notes,
                   outputs_bag=output_bag.name)
     report["baselines"], baseline_predictions = score_baselines(frames, truth, point_query)

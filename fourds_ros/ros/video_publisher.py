@@ -15,24 +15,25 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from . import messages
-from .parameters import Param, ParameterError, declare_all
+from ..streaming.settings import Setting
+from .parameters import ParameterError, declare_all
 from .entry_point import run_node
 from .qos import RELIABILITY, qos
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PARAMETERS = [
-    Param("source", "", "video file, or a folder of images played in name order"),
-    Param("rate", 30.0, "frames per second", range=(0.1, 1000.0)),
-    Param("loop", False, "start again at the end"),
-    Param("max_frames", 0, "stop after this many frames (0: the whole source)", range=(0, 10**9)),
-    Param("frame_id", "camera_optical_frame", "frame_id of the images (an optical frame, REP 103)"),
-    Param("encoding", "rgb8", "published encoding", choices=("rgb8", "bgr8", "mono8")),
-    Param("fov_deg", 60.0, "horizontal field of view for camera_info", range=(1.0, 179.0)),
-    Param("fx", 0.0, "focal length x in pixels (0: from fov_deg)", range=(0.0, 1e6)),
-    Param("fy", 0.0, "focal length y in pixels (0: fx)", range=(0.0, 1e6)),
-    Param("reliability", "reliable", "QoS reliability", choices=RELIABILITY),
-    Param("wait_for_subscribers", 0, "hold the first frame until this many image subscribers exist", range=(0, 1000)),
-    Param("depth", 5, "QoS history depth", range=(1, 1000)),
+    Setting("source", "", "video file, or a folder of images played in name order"),
+    Setting("rate", 30.0, "frames per second", range=(0.1, 1000.0)),
+    Setting("loop", False, "start again at the end"),
+    Setting("max_frames", 0, "stop after this many frames (0: the whole source)", range=(0, 10**9)),
+    Setting("frame_id", "camera_optical_frame", "frame_id of the images (an optical frame, REP 103)"),
+    Setting("encoding", "rgb8", "published encoding", choices=("rgb8", "bgr8", "mono8")),
+    Setting("fov_deg", 60.0, "horizontal field of view for camera_info", range=(1.0, 179.0)),
+    Setting("fx", 0.0, "focal length x in pixels (0: from fov_deg)", range=(0.0, 1e6)),
+    Setting("fy", 0.0, "focal length y in pixels (0: fx)", range=(0.0, 1e6)),
+    Setting("reliability", "reliable", "QoS reliability", choices=RELIABILITY),
+    Setting("wait_for_subscribers", 0, "hold the first frame until this many image subscribers exist", range=(0, 1000)),
+    Setting("depth", 5, "QoS history depth", range=(1, 1000)),
 ]
 
 

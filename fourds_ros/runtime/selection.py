@@ -81,7 +81,8 @@ def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path 
         # Only these paths read the model directory; its errors become BackendErrors. torch is imported only
         # by the torch backend and by an export (no cached graph for this model yet).
         from ..model import ConfigError, ModelDirError
-        from .graph_files import ExportError, find_or_export
+        from .graph_files import ExportError
+        from .graph_lookup import find_or_export
         try:
             if name == "torch":
                 from .torch_backend import TorchBackend

@@ -1,6 +1,8 @@
-"""The ROS-free streaming core: frames in, per-frame depth, trajectory and tracks out."""
+"""The ROS-free streaming core: frames in, per-frame depth, trajectory and tracks out (`pipeline.py`)."""
+from ..images import ImageError
 from .camera import PixelMap
-from .frames import ENCODINGS, SUPPORTED, ImageError
-from .pipeline import FrameOutput, StreamConfig, StreamingPipeline, StreamStats
+from .output import FrameOutput, StreamStats
+from .pipeline import StreamingPipeline
+from .settings import StreamConfig
 
-__all__ = ["ENCODINGS", "SUPPORTED", "ImageError", "FrameOutput", "PixelMap", "StreamConfig", "StreamingPipeline", "StreamStats"]
+__all__ = ["ImageError", "FrameOutput", "PixelMap", "StreamConfig", "StreamingPipeline", "StreamStats"]

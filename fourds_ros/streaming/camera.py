@@ -1,4 +1,4 @@
-"""Pixels and rays: the map between camera pixels and model-input pixels, and back-projection with depth.
+"""Pixels: the map between camera pixels and model-input pixels, depth sampled at pixels, rectification.
 
 Pixel centres are at integers (x = column, y = row), the OpenCV / `sensor_msgs/CameraInfo` convention.
 """
@@ -55,17 +55,6 @@ class PixelMap:
         out[0, 2] = (out[0, 2] - self.offset_x) / self.scale_x
         out[1, 2] = (out[1, 2] - self.offset_y) / self.scale_y
         return out
-
-
-def pinhole(height: int, width: int, horizontal_fov_deg: float) -> np.ndarray:
-    """The camera matrix of an ideal pinhole with square pixels, centred, of this horizontal field of view."""
-    focal = width / (2 * np.tan(np.radians(horizontal_fov_deg) / 2))
-    return np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
-
-
-def ray_points(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Pixels at depths `z` (along the optical axis) -> 3D points in the camera optical frame."""
-    return np.stack([(u - k[0, 2]) / k[0, 0] * z, (v - k[1, 2]) / k[1, 1] * z, z], -1)
 
 
 def depth_at(depth: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:

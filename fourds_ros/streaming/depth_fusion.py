@@ -14,27 +14,10 @@ moving frames); a standing camera keeps it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-
-@dataclass
-class DepthFusionConfig:
-    sigma: float = 0.12  # kernel width as a fraction of the image width
-    detail_sigma: float = 0.02  # the second, narrow kernel (0: off)
-    model_sigma: float = 0.2  # the model depth's assumed log error: its weight against the measurements'
-    precision_ratio: float = 0.5  # measurements noisier than this fraction of `model_sigma` are left out
-    min_samples: int = 12  # fewer measured pixels than this correct nothing
-    max_age: int = 8  # moving frames a correction is reused for without measurements in view
-    outlier_mads: float = 3.0  # log ratios this many MADs from the median are dropped (movers, bad matches)
-
-    def validate(self) -> None:
-        if not self.sigma > 0:
-            raise ValueError(f"depth fusion sigma must be positive, got {self.sigma}")
-        if not self.model_sigma > 0:
-            raise ValueError(f"depth fusion model_sigma must be positive, got {self.model_sigma}")
+from .settings import DepthFusionConfig
 
 
 class DepthFusion:

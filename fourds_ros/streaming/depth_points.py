@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import project, rays
+
 
 class DepthPoints:
     def __init__(self):
@@ -23,8 +25,7 @@ class DepthPoints:
             world_from_camera: np.ndarray) -> None:
         """Depths (NaN where none) with their weights at pixels `x`, `y` of a camera with matrix `k` and pose."""
         usable = np.isfinite(depth) & (depth > 0) & (weight > 0)
-        rays = np.linalg.inv(k) @ np.stack([x[usable], y[usable], np.ones(int(usable.sum()))])
-        camera = rays * depth[usable]
+        camera = rays(k, x[usable], y[usable]) * depth[usable]
         world = (world_from_camera[:3, :3] @ camera).T + world_from_camera[:3, 3]
         self.world, self.weight = world, weight[usable].astype(np.float64)
 
@@ -38,8 +39,7 @@ class DepthPoints:
         camera = (self.world - world_from_camera[:3, 3]) @ world_from_camera[:3, :3]
         z = camera[:, 2]
         front = z > 1e-6
-        pixels = (k @ camera[front].T)
-        gx, gy = to_grid(pixels[0] / pixels[2], pixels[1] / pixels[2])
+        gx, gy = to_grid(*project(k, camera[front]))
         depth, total = self.splat(gx, gy, z[front], self.weight[front], shape)
         return None if not (total > 0).any() else (depth, total)
 

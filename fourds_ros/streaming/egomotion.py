@@ -46,57 +46,15 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from . import two_view
+from .geometry import angle_px, inverse
 from .klt import LucasKanade
+from .settings import EGOMOTION_MODES, EgomotionConfig
 
-MODES = ("geometric", "readout", "fused")
 # Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
 # real footage), so anything geometric outweighs it.
 READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
 READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
-
-
-@dataclass
-class EgomotionConfig:
-    mode: str = "geometric"
-    features: int = 120  # tracked per keyframe
-    # A camera whose features moved less than this angle from the keyframe stands still (vibration, tracking
-    # noise); the motion is not lost if it continues: it is measured against the keyframe once it is larger.
-    standing_deg: float = 0.25
-    keyframe_deg: float = 2.0  # rotation-compensated parallax (as an angle) that starts a new keyframe
-    # While the camera stands, a track displaced by more than this many times the standing threshold is on
-    # an object moving by itself and is dropped.
-    moving_factor: float = 4.0
-    # A standing camera is taken to move only once its view stays displaced beyond `standing_deg` for this many
-    # geometry frames in a row, or at once beyond `leave_standing_factor` times it: a standing robot vibrates
-    # (motors, a settling suspension, wind), and its view swings out and back by about that angle; a camera that
-    # starts moving keeps going, and loses nothing by the wait (its motion is measured against the keyframe).
-    leave_standing_frames: int = 3
-    leave_standing_factor: float = 2.0
-    settled_frames: int = 5  # frames a track stood still (the camera standing) before it speaks for the scene
-    min_settled: int = 5  # settled tracks enough to speak for the scene (a body close by may hide the rest)
-    # A standing camera whose settled tracks were all hidden is taken to stand for this many frames (half a
-    # second at 30 Hz): a body passing right in front of the lens; real motion is measured after it.
-    hidden_standing_frames: int = 15
-    max_gap_frames: int = 16  # frames between two tracked frames beyond which tracking restarts
-    pnp_below_deg: float = 1.0  # below this parallax the depth-lifted tracks (PnP) give the motion, not E
-    min_inliers: int = 15
-    ransac_px: float = 1.0
-    forward_backward_px: float = 1.0
-    # The speed gate: a step may be this many times the median speed of the last `speed_history` measured steps,
-    # plus the length this angle spans at the recent keyframes' median depth (per frame). 0 turns the gate off.
-    speed_gate: float = 3.0
-    speed_floor_deg: float = 0.5
-    speed_history: int = 8
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"egomotion must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.speed_gate < 0 or self.speed_floor_deg < 0 or self.speed_history < 1:
-            raise ValueError("speed_gate and speed_floor_deg must be at least 0 and speed_history at least 1, got "
-                             f"{self.speed_gate}, {self.speed_floor_deg} and {self.speed_history}")
-        if self.leave_standing_frames < 1 or self.leave_standing_factor < 1.0:
-            raise ValueError("leave_standing_frames must be at least 1 and leave_standing_factor at least 1.0, got "
-                             f"{self.leave_standing_frames} and {self.leave_standing_factor}")
 
 
 @dataclass
@@ -119,6 +77,18 @@ class _Keyframe:
 
 
 @dataclass
+class _Fit:
+    """A motion fitted to the keyframe's tracks (`two_view` conventions: x_current = R x_keyframe + t)."""
+    r: np.ndarray
+    t: np.ndarray
+    source: str  # geometry | rotation
+    parallax: float  # px left once the rotation is taken out (0 for a rotation)
+    inliers: int
+    residual: float  # px
+    tracks: int  # tracks the fit's covariance counts
+
+
+@dataclass
 class EgomotionStats:
     frames: int = 0
     by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "rotation": 0, "readout": 0,
@@ -127,13 +97,6 @@ class EgomotionStats:
     keyframes: int = 0
     clamped: int = 0  # frames whose step the speed gate shortened
     seconds: float = 0.0
-
-
-def _inverse(pose: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = pose[:3, :3].T
-    out[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
-    return out
 
 
 def _readout_covariance(step: np.ndarray) -> np.ndarray:
@@ -163,9 +126,11 @@ def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) ->
 class GeometricOdometry:
     """Feed frames in order with `step`; `reset` when the stream restarts."""
 
-    def __init__(self, config: EgomotionConfig, log: logging.Logger | None = None):
+    def __init__(self, config: EgomotionConfig, mode: str = "geometric", log: logging.Logger | None = None):
         config.validate()
-        self.config = config
+        if mode not in EGOMOTION_MODES:
+            raise ValueError(f"egomotion must be one of {', '.join(EGOMOTION_MODES)}, got {mode!r}")
+        self.config, self.mode = config, mode
         self.log = log or logging.getLogger("fourds_ros.egomotion")
         self.stats = EgomotionStats()
         self.tracker = LucasKanade(window=15, forward_backward_px=config.forward_backward_px)
@@ -180,10 +145,7 @@ class GeometricOdometry:
         self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
         self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
         self.last: MotionEstimate | None = None
-        self.measured: tuple[int, np.ndarray] | None = None  # (seq, position) of the last measured translation
-        self.speeds: deque[float] = deque(maxlen=self.config.speed_history)  # recent measured steps, per frame
-        self.scene_depths: deque[float] = deque(maxlen=self.config.speed_history)  # recent keyframes' median depth
-        self._new_keyframe_next = False
+        self.motion = MotionModel(self.config)
 
     # One frame ------------------------------------------------------------------
     def step(self, seq: int, grey: np.ndarray, k: np.ndarray, depth_at, readout_world_from_camera: np.ndarray
@@ -197,13 +159,7 @@ class GeometricOdometry:
             self.stats.seconds += time.perf_counter() - started
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
-        # Speeds come from measured translations only: a pure rotation's pose keeps the keyframe's position (its
-        # translation is too small to measure, not zero), and the readout's motion is a coarse guess.
-        if estimate.source in ("geometry", "fused", "standing"):
-            position = estimate.world_from_camera[:3, 3].copy()
-            if self.measured is not None:
-                self.speeds.append(float(np.linalg.norm(position - self.measured[1])) / max(1, seq - self.measured[0]))
-            self.measured = (seq, position)
+        self.motion.record(seq, estimate)
         self.last = estimate
         return estimate
 
@@ -216,11 +172,10 @@ class GeometricOdometry:
         # is, and the readout bridges it.
         if seq - self.previous[0] > self.config.max_gap_frames:
             return self._readout_step(seq, grey, depth_at, readout, f"a gap of {seq - self.previous[0]} frames")
-        kf = self.keyframe
         ids = np.flatnonzero(self.alive)
         if len(ids) < self.config.min_inliers:
             return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks left")
-        moved, ok = self._track(self.previous[1], grey, self.previous[2][ids])
+        moved, ok = self.tracker.track(self.previous[1], grey, self.previous[2][ids])
         positions = self.previous[2].copy()
         positions[ids[ok]] = moved[ok]
         self.alive[ids[~ok]] = False
@@ -232,9 +187,18 @@ class GeometricOdometry:
             return self._stand(seq, grey, depth_at, positions, len(ids))
         if len(ids) < self.config.min_inliers:
             return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
-        a, b = kf.points[ids], positions[ids]
+        standing = self._judge_standing(seq, grey, depth_at, positions, ids, k)
+        if standing is not None:
+            return standing
+        fit = self._fit(ids, self.keyframe.points[ids], positions[ids], k)
+        if isinstance(fit, str):
+            return self._readout_step(seq, grey, depth_at, readout, fit)
+        return self._compose(seq, grey, depth_at, readout, positions, fit, k)
+
+    def _judge_standing(self, seq, grey, depth_at, positions, ids, k) -> MotionEstimate | None:
+        """This frame's estimate if the camera stands, else None (the motion is fitted)."""
         standing_px = self._standing_px(k)
-        displacement = np.linalg.norm(b - a, axis=1)
+        displacement = np.linalg.norm(positions[ids] - self.keyframe.points[ids], axis=1)
         # Tracks that have stood still for a while are the standing scene; they decide whether the camera
         # still stands (a person walking close can bring most of the features, and move them all alike).
         settled = self.still_frames[ids] >= self.config.settled_frames
@@ -257,95 +221,70 @@ class GeometricOdometry:
             self.alive[ids[moving]] = False
             self.still_frames[ids[~moving]] += 1
             return self._stand(seq, grey, depth_at, positions, int((~moving).sum()))
+        return None
+
+    def _fit(self, ids, a, b, k) -> _Fit | str:
+        """The motion from the keyframe's tracks `a` to `b`, or why the geometry cannot give it."""
+        standing_px = self._standing_px(k)
         e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
         # The background must carry the fit: an essential matrix that explains under half of the tracks is a
         # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
         inlier = mask.ravel() > 0 if e is not None and e.shape == (3, 3) else np.zeros(len(a), bool)
         if inlier.sum() < max(self.config.min_inliers, len(a) // 2):
-            r_only, keep = self._robust_rotation(a, b, k)
-            if self._parallax(a[keep], b[keep], r_only, k) < standing_px:
-                self.alive[ids[~keep]] = False
-                r, t, source, parallax = r_only, np.zeros(3), "rotation", 0.0
-                inliers, residual = int(keep.sum()), self._parallax(a[keep], b[keep], r_only, k)
-            else:
-                return self._readout_step(seq, grey, depth_at, readout, f"{inlier.sum()} of {len(a)} tracks fit")
-        else:
-            # A generous distance limit: with a short baseline every point is far in baseline units.
-            inliers, r, t, pose_mask, _ = cv2.recoverPose(e, a, b, k, distanceThresh=1e6, mask=mask.copy())
-            self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
-            depth = kf.depth[ids][inlier]
-            a, b = a[inlier], b[inlier]
-            r_only = self._procrustes(a, b, k)
-            if self._parallax(a, b, r_only, k) < standing_px:  # a rotation explains every displacement
-                r, t, source, parallax = r_only, np.zeros(3), "rotation", 0.0
-                inliers, residual = len(a), self._parallax(a, b, r_only, k)
-            elif self._parallax(a, b, r_only, k) < self._angle_px(k, self.config.pnp_below_deg) and \
-                    (pnp := self._pnp(a, b, k, depth)) is not None:
-                # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
-                # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).
-                r, t, inliers, residual = pnp
-                source, parallax = "geometry", self._parallax(a, b, r, k)
-            else:
-                in_front = pose_mask.ravel()[inlier] > 0
-                if in_front.sum() < self.config.min_inliers:
-                    return self._readout_step(seq, grey, depth_at, readout, f"{in_front.sum()} points in front")
-                parallax = self._parallax(a, b, r, k)
-                residual = self._residual(e, a, b, k)
-                scale = self._scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
-                if scale is None:
-                    return self._readout_step(seq, grey, depth_at, readout, "no depth to scale the translation")
-                t, source, inliers = t.ravel() * scale, "geometry", int(in_front.sum())
+            r_only, keep = two_view.robust_rotation(a, b, k, self.config.ransac_px, self.config.min_inliers)
+            if two_view.parallax(a[keep], b[keep], r_only, k) >= standing_px:
+                return f"{inlier.sum()} of {len(a)} tracks fit"
+            self.alive[ids[~keep]] = False
+            return _Fit(r_only, np.zeros(3), "rotation", 0.0, int(keep.sum()),
+                        two_view.parallax(a[keep], b[keep], r_only, k), len(a))
+        # A generous distance limit: with a short baseline every point is far in baseline units.
+        inliers, r, t, pose_mask, _ = cv2.recoverPose(e, a, b, k, distanceThresh=1e6, mask=mask.copy())
+        self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
+        depth = self.keyframe.depth[ids][inlier]
+        a, b = a[inlier], b[inlier]
+        r_only = two_view.procrustes(a, b, k)
+        if two_view.parallax(a, b, r_only, k) < standing_px:  # a rotation explains every displacement
+            return _Fit(r_only, np.zeros(3), "rotation", 0.0, len(a), two_view.parallax(a, b, r_only, k), len(a))
+        if two_view.parallax(a, b, r_only, k) < angle_px(k, self.config.pnp_below_deg) and \
+                (pnp := two_view.pnp(a, b, k, depth, 2 * self.config.ransac_px, self.config.min_inliers)) is not None:
+            # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
+            # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).
+            r, t, inliers, residual = pnp
+            return _Fit(r, t, "geometry", two_view.parallax(a, b, r, k), inliers, residual, len(a))
+        in_front = pose_mask.ravel()[inlier] > 0
+        if in_front.sum() < self.config.min_inliers:
+            return f"{in_front.sum()} points in front"
+        parallax = two_view.parallax(a, b, r, k)
+        residual = two_view.sampson_residual(e, a, b, k)
+        scale = two_view.depth_ratio_scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
+        if scale is None:
+            return "no depth to scale the translation"
+        return _Fit(r, t.ravel() * scale, "geometry", parallax, int(in_front.sum()), residual, len(a))
+
+    def _compose(self, seq, grey, depth_at, readout, positions, fit: _Fit, k) -> MotionEstimate:
+        """The world pose of a fitted frame, its covariance, and a new keyframe where the view moved on."""
+        kf = self.keyframe
         # x_current = R x_keyframe + t: the camera moved by the inverse.
         points_motion = np.eye(4)
-        points_motion[:3, :3], points_motion[:3, 3] = r, t
-        relative = _inverse(points_motion)
-        relative_cov = self._fit_covariance(residual, parallax, len(a), k, float(np.linalg.norm(t)))
-        if self.config.mode == "fused":
-            readout_step = _inverse(kf.readout_world_from_camera) @ readout
+        points_motion[:3, :3], points_motion[:3, 3] = fit.r, fit.t
+        relative = inverse(points_motion)
+        relative_cov = two_view.fit_covariance(fit.residual, fit.parallax, fit.tracks, k, float(np.linalg.norm(fit.t)))
+        source = fit.source
+        if self.mode == "fused":
+            readout_step = inverse(kf.readout_world_from_camera) @ readout
             relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
             source = "fused"
         pose = kf.world_from_camera @ relative
         if source == "rotation":  # no translation measured: nothing to gate, and the position may lag
-            relative_cov = self._held_position_covariance(seq, relative_cov)
-        else:
-            pose, relative_cov = self._speed_gate(seq, pose, relative_cov)
-        estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(inliers), residual)
-        if parallax > self._angle_px(k, self.config.keyframe_deg) or inliers < self._renew_below(kf):
+            relative_cov = self.motion.held_position_covariance(seq, relative_cov, kf.world_from_camera[:3, 3])
+        elif self.motion.gate(seq, pose, relative_cov):
+            self.stats.clamped += 1
+        estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(fit.inliers), fit.residual)
+        if fit.parallax > angle_px(k, self.config.keyframe_deg) or fit.inliers < self._renew_below(kf):
             self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
         return estimate
 
     # Parts ------------------------------------------------------------------------
-    def _speed_gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`pose` with its step from the last measured position clamped to the plausible length (see the module's
-        text). `pose` and `covariance` are this frame's own and are changed in place."""
-        if not self.config.speed_gate or self.measured is None or not self.scene_depths:
-            return pose, covariance
-        frames = max(1, seq - self.measured[0])
-        # Over several keyframes: one keyframe whose depth is wrong (the fault the gate is for) cannot lift it.
-        floor = float(np.median(self.scene_depths)) * np.tan(np.radians(self.config.speed_floor_deg))
-        speed = float(np.median(self.speeds)) if self.speeds else 0.0
-        limit = (self.config.speed_gate * speed + floor) * frames
-        start = self.measured[1]
-        step = pose[:3, 3] - start
-        length = float(np.linalg.norm(step))
-        if length <= limit:
-            return pose, covariance
-        self.stats.clamped += 1
-        pose[:3, 3] = start + step * (limit / length)
-        return pose, _grow_translation_variance(covariance, length - limit)
-
-    def _held_position_covariance(self, seq: int, covariance: np.ndarray) -> np.ndarray:
-        """`covariance` of a pure rotation's frame, which keeps the keyframe's position, grown by how far a camera
-        moving at its recent median speed would have gone since: from the keyframe to the last measured position,
-        and on from there for the frames since. A camera that stood before it turned adds nothing; one that walks
-        steadily (whose frames right after a keyframe show too little parallax to measure) says that its
-        position is held, not known. `covariance` is this frame's own and is changed in place."""
-        if self.measured is None or not self.speeds:
-            return covariance
-        lag = float(np.linalg.norm(self.measured[1] - self.keyframe.world_from_camera[:3, 3]))
-        lag += float(np.median(self.speeds)) * (seq - self.measured[0])
-        return _grow_translation_variance(covariance, lag)
-
     def _still_standing(self, displacement: float, standing_px: float) -> bool:
         """A standing camera whose view is displaced beyond the standing threshold, but not yet for
         `leave_standing_frames` frames nor by `leave_standing_factor` times it, is vibrating, not moving."""
@@ -366,105 +305,12 @@ class GeometricOdometry:
                                  kf.covariance, "standing", keep=positions)
         return estimate
 
-    def _track(self, reference: np.ndarray, current: np.ndarray, points: np.ndarray):
-        return self.tracker.track(reference, current, points)
-
     def _renew_below(self, kf: _Keyframe) -> int:
         """A keyframe with fewer usable tracks than this is replaced."""
         return max(self.config.min_inliers * 2, len(kf.points) // 3)
 
     def _standing_px(self, k: np.ndarray) -> float:
-        return self._angle_px(k, self.config.standing_deg)
-
-    @staticmethod
-    def _angle_px(k: np.ndarray, degrees: float) -> float:
-        return float(k[0, 0] * np.tan(np.radians(degrees)))
-
-    def _pnp(self, a, b, k, depth) -> tuple[np.ndarray, np.ndarray, int, float] | None:
-        """(R, t, inliers, median reprojection error px) moving keyframe points (lifted with `depth`) onto `b`."""
-        usable = np.isfinite(depth) & (depth > 0)
-        if usable.sum() < self.config.min_inliers:
-            return None
-        ki = np.linalg.inv(k)
-        points = (ki @ np.column_stack([a[usable], np.ones(usable.sum())]).T).T * depth[usable, None]
-        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, b[usable].astype(np.float64), k, None,
-                                                     reprojectionError=2 * self.config.ransac_px,
-                                                     iterationsCount=100, flags=cv2.SOLVEPNP_EPNP)
-        if not ok or inliers is None or len(inliers) < max(self.config.min_inliers, usable.sum() // 2):
-            return None
-        index = inliers.ravel()
-        ok, rvec, tvec = cv2.solvePnP(points[index], b[usable][index].astype(np.float64), k, None, rvec, tvec,
-                                      useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
-        if not ok:
-            return None
-        projected, _ = cv2.projectPoints(points[index], rvec, tvec, k, None)
-        residual = float(np.median(np.linalg.norm(projected.reshape(-1, 2) - b[usable][index], axis=1)))
-        return cv2.Rodrigues(rvec)[0], tvec.ravel(), len(index), residual
-
-    @staticmethod
-    def _procrustes(a: np.ndarray, b: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """The rotation that best maps the bearing vectors of `a` onto those of `b` (orthogonal Procrustes)."""
-        ki = np.linalg.inv(k)
-        fa = ki @ np.column_stack([a, np.ones(len(a))]).T
-        fb = ki @ np.column_stack([b, np.ones(len(b))]).T
-        fa, fb = fa / np.linalg.norm(fa, axis=0), fb / np.linalg.norm(fb, axis=0)
-        u, _, vt = np.linalg.svd(fb @ fa.T)
-        return u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
-
-    def _robust_rotation(self, a: np.ndarray, b: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Procrustes rotation refitted twice on the tracks it explains best (moving objects drop out)."""
-        keep = np.ones(len(a), bool)
-        r = self._procrustes(a, b, k)
-        for _ in range(2):
-            error = self._left_by_rotation(a, b, r, k)
-            keep = error <= max(np.percentile(error, 70), self.config.ransac_px)
-            if keep.sum() < self.config.min_inliers:
-                break
-            r = self._procrustes(a[keep], b[keep], k)
-        return r, keep
-
-    @staticmethod
-    def _left_by_rotation(a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """Each track's displacement left once the rotation `r` is taken out (what translation must explain)."""
-        rotated = cv2.perspectiveTransform(a.reshape(-1, 1, 2).astype(np.float64), k @ r @ np.linalg.inv(k))
-        return np.linalg.norm(b - rotated.reshape(-1, 2), axis=1)
-
-    def _parallax(self, a: np.ndarray, b: np.ndarray, r: np.ndarray, k: np.ndarray) -> float:
-        """Median displacement left once the rotation `r` is taken out."""
-        return float(np.median(self._left_by_rotation(a, b, r, k)))
-
-    @staticmethod
-    def _residual(e: np.ndarray, a: np.ndarray, b: np.ndarray, k: np.ndarray) -> float:
-        """Median Sampson distance of the inliers, in pixels."""
-        ki = np.linalg.inv(k)
-        xa = (ki @ np.column_stack([a, np.ones(len(a))]).T)
-        xb = (ki @ np.column_stack([b, np.ones(len(b))]).T)
-        ea, etb = e @ xa, e.T @ xb
-        numerator = np.sum(xb * ea, axis=0) ** 2
-        denominator = ea[0] ** 2 + ea[1] ** 2 + etb[0] ** 2 + etb[1] ** 2
-        return float(np.median(np.sqrt(numerator / np.maximum(denominator, 1e-18))) * k[0, 0])
-
-    @staticmethod
-    def _scale(a, b, r, t, k, depth) -> float | None:
-        """Translation length that makes the triangulated points agree with the model's depth (median ratio)."""
-        p0 = k @ np.hstack([np.eye(3), np.zeros((3, 1))])
-        p1 = k @ np.hstack([r, t.reshape(3, 1)])
-        x = cv2.triangulatePoints(p0, p1, a.T.astype(np.float64), b.T.astype(np.float64))
-        z = x[2] / x[3]
-        usable = np.isfinite(z) & (z > 1e-6) & np.isfinite(depth) & (depth > 0)
-        if usable.sum() < 5:
-            return None
-        scale = float(np.median(depth[usable] / z[usable]))
-        return scale if np.isfinite(scale) and scale > 0 else None
-
-    @staticmethod
-    def _fit_covariance(residual: float, parallax: float, inliers: int, k: np.ndarray, length: float) -> np.ndarray:
-        """Grows with the fit's residual and shrinks with inliers and parallax (first-order, per axis)."""
-        residual = residual if np.isfinite(residual) else 1.0
-        pixel = max(residual, 0.1) / k[0, 0]  # angular noise of one track
-        sigma_r = pixel / np.sqrt(inliers)
-        sigma_t = length * (max(residual, 0.1) / max(parallax, 0.1)) / np.sqrt(inliers) + 1e-4
-        return np.diag([sigma_t ** 2] * 3 + [sigma_r ** 2] * 3)
+        return angle_px(k, self.config.standing_deg)
 
     def _estimate(self, pose, covariance, source, inliers, residual) -> MotionEstimate:
         self.stats.last_inliers = inliers
@@ -473,11 +319,10 @@ class GeometricOdometry:
     def _readout_step(self, seq, grey, depth_at, readout, reason: str) -> MotionEstimate:
         """The readout's motion since the keyframe; the frame becomes the next keyframe."""
         kf = self.keyframe
-        step = _inverse(kf.readout_world_from_camera) @ readout
+        step = inverse(kf.readout_world_from_camera) @ readout
         pose = kf.world_from_camera @ step
         covariance = kf.covariance + _readout_covariance(step)
         now = time.monotonic()
-        self.last_fallback_reason = reason
         if now - self._last_fallback_log > 5.0:  # at a bounded rate
             self._last_fallback_log = now
             self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
@@ -485,14 +330,7 @@ class GeometricOdometry:
 
     def _start_keyframe(self, seq, grey, depth_at, pose, readout, covariance, source, keep=None) -> MotionEstimate:
         existing = keep[self.alive] if keep is not None and self.alive is not None else np.zeros((0, 2))
-        mask = np.full(grey.shape, 255, np.uint8)
-        spacing = max(4, int(min(grey.shape) / 25))
-        for x, y in existing:
-            cv2.circle(mask, (int(round(x)), int(round(y))), spacing, 0, -1)
-        want = self.config.features - len(existing)
-        corners = cv2.goodFeaturesToTrack(grey, maxCorners=max(want, 1), qualityLevel=0.01, minDistance=spacing,
-                                          mask=mask) if want > 0 else None
-        fresh = corners.reshape(-1, 2) if corners is not None else np.zeros((0, 2), np.float32)
+        fresh = _corners(grey, existing, self.config.features - len(existing))
         points = np.concatenate([existing, fresh]).astype(np.float32)
         # How long each track has stood still carries over while the camera stands; motion resets it.
         standing = keep is not None and source == "standing"
@@ -500,9 +338,71 @@ class GeometricOdometry:
         self.still_frames = np.concatenate([still, np.zeros(len(fresh), int)])
         depth = np.asarray(depth_at(points) if len(points) else np.zeros(0), np.float64)
         if (known := np.isfinite(depth) & (depth > 0)).any():
-            self.scene_depths.append(float(np.median(depth[known])))
+            self.motion.scene_depths.append(float(np.median(depth[known])))
         self.keyframe = _Keyframe(seq, pose, readout, covariance, points, depth)
         self.previous = (seq, grey, points.copy())
         self.alive = np.ones(len(points), bool)
         self.stats.keyframes += 1
         return self._estimate(pose, covariance, source, len(points), 0.0)
+
+
+def _corners(grey: np.ndarray, existing: np.ndarray, want: int) -> np.ndarray:
+    """Up to `want` new Shi-Tomasi corners of `grey`, spaced from each other and from the `existing` tracks."""
+    mask = np.full(grey.shape, 255, np.uint8)
+    spacing = max(4, int(min(grey.shape) / 25))
+    for x, y in existing:
+        cv2.circle(mask, (int(round(x)), int(round(y))), spacing, 0, -1)
+    corners = cv2.goodFeaturesToTrack(grey, maxCorners=max(want, 1), qualityLevel=0.01, minDistance=spacing,
+                                      mask=mask) if want > 0 else None
+    return corners.reshape(-1, 2) if corners is not None else np.zeros((0, 2), np.float32)
+
+
+class MotionModel:
+    """The recent speed of the camera, from its measured translations: the speed gate and the doubt of a held
+    position (see the module's text)."""
+
+    def __init__(self, config: EgomotionConfig):
+        self.config = config
+        self.measured: tuple[int, np.ndarray] | None = None  # (seq, position) of the last measured translation
+        self.speeds: deque[float] = deque(maxlen=config.speed_history)  # recent measured steps, per frame
+        self.scene_depths: deque[float] = deque(maxlen=config.speed_history)  # recent keyframes' median depth
+
+    def record(self, seq: int, estimate: MotionEstimate) -> None:
+        # Speeds come from measured translations only: a pure rotation's pose keeps the keyframe's position (its
+        # translation is too small to measure, not zero), and the readout's motion is a coarse guess.
+        if estimate.source in ("geometry", "fused", "standing"):
+            position = estimate.world_from_camera[:3, 3].copy()
+            if self.measured is not None:
+                self.speeds.append(float(np.linalg.norm(position - self.measured[1])) / max(1, seq - self.measured[0]))
+            self.measured = (seq, position)
+
+    def gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> bool:
+        """Clamp `pose`'s step from the last measured position to the plausible length, growing `covariance` by
+        what was cut (both this frame's own, changed in place); whether it was clamped."""
+        if not self.config.speed_gate or self.measured is None or not self.scene_depths:
+            return False
+        frames = max(1, seq - self.measured[0])
+        # Over several keyframes: one keyframe whose depth is wrong (the fault the gate is for) cannot lift it.
+        floor = float(np.median(self.scene_depths)) * np.tan(np.radians(self.config.speed_floor_deg))
+        speed = float(np.median(self.speeds)) if self.speeds else 0.0
+        limit = (self.config.speed_gate * speed + floor) * frames
+        start = self.measured[1]
+        step = pose[:3, 3] - start
+        length = float(np.linalg.norm(step))
+        if length <= limit:
+            return False
+        pose[:3, 3] = start + step * (limit / length)
+        _grow_translation_variance(covariance, length - limit)
+        return True
+
+    def held_position_covariance(self, seq: int, covariance: np.ndarray, keyframe_position: np.ndarray) -> np.ndarray:
+        """`covariance` of a pure rotation's frame, which keeps the keyframe's position, grown by how far a camera
+        moving at its recent median speed would have gone since: from the keyframe to the last measured position,
+        and on from there for the frames since. A camera that stood before it turned adds nothing; one that walks
+        steadily (whose frames right after a keyframe show too little parallax to measure) says that its
+        position is held, not known. `covariance` is this frame's own and is changed in place."""
+        if self.measured is None or not self.speeds:
+            return covariance
+        lag = float(np.linalg.norm(self.measured[1] - keyframe_position))
+        lag += float(np.median(self.speeds)) * (seq - self.measured[0])
+        return _grow_translation_variance(covariance, lag)

@@ -9,30 +9,11 @@ measurement and the model's depth stands alone (`depth_fusion.py`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-
-@dataclass
-class FlowDepthConfig:
-    min_angle_deg: float = 1.0  # rays meeting at a narrower angle leave the depth to the flow's noise
-    sigma_floor: float = 0.03  # log-depth noise a perfect agreement of two references still leaves
-    # Frames whose pixels subtend more than this angle (at geometry resolution) are not measured: the flow on
-    # 128-pixel-wide frames (about 0.7 degrees a pixel) measured worse than the model (the held-out bags).
-    max_pixel_deg: float = 0.5
-    flow_noise_px: float = 0.5  # the flow's error (geometry pixels): how much a pixel of parallax is worth
-    max_error_px: float = 1.0  # reprojection error (geometry pixels) beyond which the rays do not meet
-    max_grey_difference: float = 16.0  # median grey levels (of 255) matches may differ by (`_grey_difference`)
-    baseline: float = 0.05  # wanted baseline, as a fraction of the scene's median depth (about 3 degrees)
-    # A motion under which fewer pixels than this fraction have rays that meet does not explain the flow (a
-    # wrong pose, a scene that moves): no measurement at all.
-    min_consistent: float = 0.2
-    fit_matches: int = 300  # flow matches the two-view fit uses
-    fit_iterations: int = 100  # RANSAC iterations of the fit (USAC: most fits settle well before)
-    memory: int = 48  # earlier frames kept as references (a slow camera needs more than one window to move)
-    candidates: int = 4  # references tried (one flow each) for the two that measure
+from .geometry import rays
+from .settings import FlowDepthConfig
 
 
 class FlowDepth:
@@ -144,7 +125,7 @@ class FlowDepth:
         _, rotation, centre, _ = cv2.recoverPose(essential, theirs, ours, k, mask=mask.copy())
         centre = centre.ravel() * float(np.linalg.norm(current_from_reference[:3, 3]))
         ki = np.linalg.inv(k)
-        d1 = (ki @ np.stack([u0, v0, np.ones_like(u0)]).astype(np.float64)).T  # rays of the current camera
+        d1 = rays(k, u0, v0).T  # rays of the current camera
         d0 = (rotation @ ki @ np.stack([u1, v1, np.ones_like(u1)]).astype(np.float64)).T  # of the reference
         a, b, c = np.sum(d0 * d0, 1), np.sum(d0 * d1, 1), np.sum(d1 * d1, 1)
         w = centre[None, :]

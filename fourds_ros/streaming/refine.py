@@ -18,17 +18,17 @@ import numpy as np
 
 from .camera import PixelMap
 from .klt import LucasKanade
+from .settings import POINT_VISIBILITY
 from .tracks import TrackFrame
 
-VISIBILITY = ("readout", "refined", "both")
 # The patch difference limit is the Lucas-Kanade baseline's (evaluation/baselines.py), so the two compare.
 TRACKER = LucasKanade(window=21, forward_backward_px=None, max_error=30.0)
 
 
 class PointRefiner:
     def __init__(self, visibility: str = "refined", tracker: LucasKanade = TRACKER):
-        if visibility not in VISIBILITY:
-            raise ValueError(f"track visibility must be one of {', '.join(VISIBILITY)}, got {visibility!r}")
+        if visibility not in POINT_VISIBILITY:
+            raise ValueError(f"track visibility must be one of {', '.join(POINT_VISIBILITY)}, got {visibility!r}")
         self.visibility, self.tracker = visibility, tracker
         self.last: dict[int, tuple[int, np.ndarray]] = {}  # track id -> (seq, geometry pixels)
 

@@ -10,6 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .geometry import inverse, to_rigid
+
 # Pixels sampled per overlapping frame for the least-squares fit (a regular grid).
 _FIT_STRIDE = 4
 
@@ -53,21 +55,6 @@ class DepthAligner:
         return float(scale), float(shift)
 
 
-def _to_rigid(pose: np.ndarray) -> np.ndarray:
-    """Project the rotation onto SO(3): composing float32 model rotations window after window drifts off it."""
-    from scipy.spatial.transform import Rotation
-    out = pose.copy()
-    out[:3, :3] = Rotation.from_matrix(pose[:3, :3]).as_matrix()
-    return out
-
-
-def _inverse(pose: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = pose[:3, :3].T
-    out[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
-    return out
-
-
 class Trajectory:
     """World poses of the camera (world = the first frame's camera, REP 103 optical axes)."""
 
@@ -95,16 +82,16 @@ class Trajectory:
         poses[:, :3, 3] *= scale
         if overlap:
             anchor = overlap[-1]  # the newest known frame: least drift for the frames after it
-            world_from_first = self.world_from_cam[seqs[anchor]] @ _inverse(poses[anchor])
+            world_from_first = self.world_from_cam[seqs[anchor]] @ inverse(poses[anchor])
         elif self.world_from_cam:
             # A gap (windows were dropped): continue from the last known pose.
-            world_from_first = next(reversed(self.world_from_cam.values())) @ _inverse(poses[0])
+            world_from_first = next(reversed(self.world_from_cam.values())) @ inverse(poses[0])
         else:
             world_from_first = np.eye(4)
         out = {}
         for i, seq in enumerate(seqs):
             known = self.world_from_cam.get(seq)
-            out[seq] = known if known is not None else _to_rigid(world_from_first @ poses[i])
+            out[seq] = known if known is not None else to_rigid(world_from_first @ poses[i])
             self.world_from_cam[seq] = out[seq]
         while len(self.world_from_cam) > self.memory:
             self.world_from_cam.popitem(last=False)
@@ -114,19 +101,9 @@ class Trajectory:
         if len(overlap) < 2:
             return self.last_scale
         a = overlap[0]
-        old = np.array([(_inverse(self.world_from_cam[seqs[a]]) @ self.world_from_cam[seqs[i]])[:3, 3] for i in overlap[1:]])
-        new = np.array([(_inverse(poses[a]) @ poses[i])[:3, 3] for i in overlap[1:]])
+        old = np.array([(inverse(self.world_from_cam[seqs[a]]) @ self.world_from_cam[seqs[i]])[:3, 3] for i in overlap[1:]])
+        new = np.array([(inverse(poses[a]) @ poses[i])[:3, 3] for i in overlap[1:]])
         denominator = float((new * new).sum())
         if denominator < 1e-10 or float((old * old).sum()) < 1e-10:
             return self.last_scale  # no motion in the overlap: nothing to fit
         return float((new * old).sum() / denominator)
-
-
-def interpolate_pose(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
-    """The pose `fraction` of the way from `a` to `b`: rotation by slerp, translation linearly."""
-    from scipy.spatial.transform import Rotation, Slerp
-    fraction = float(np.clip(fraction, 0.0, 1.0))
-    out = np.eye(4)
-    out[:3, :3] = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))(fraction).as_matrix()
-    out[:3, 3] = (1 - fraction) * a[:3, 3] + fraction * b[:3, 3]
-    return out

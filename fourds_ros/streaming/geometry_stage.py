@@ -1,0 +1,156 @@
+"""The geometry stage: geometry behind the model's outputs, at the camera's resolution.
+
+- Egomotion (`egomotion.py`): each new frame's pose from feature tracks and the model's depth, in frame order.
+- Depth fusion: the newest frame's depth triangulated from dense flow (`flow_depth.py`), kept as world points
+  (`depth_points.py`) and fused into every new frame's depth (`depth_fusion.py`).
+- Point refinement (`refine.py`): the model's point tracks refined with Lucas-Kanade on the grey frames.
+
+Without camera_info the camera is taken to be a pinhole of `NOMINAL_FOV_DEG` (said once in the log).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .camera import depth_at_pixels
+from .depth_fusion import DepthFusion
+from .depth_points import DepthPoints
+from .egomotion import GeometricOdometry
+from .flow_depth import FlowDepth
+from .geometry import interpolate_pose, pinhole
+from .intake import Window
+from .model_stage import ModelResult
+from .output import FrameOutput
+from .refine import PointRefiner
+from .settings import StreamConfig
+
+NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without camera_info
+
+
+class GeometryStage:
+    def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger):
+        self.config, self.log = config, log
+        geometric = config.egomotion != "readout" and "pose" in heads
+        self.odometry = GeometricOdometry(config.odometry, config.egomotion, log) if geometric else None
+        self.refiner = PointRefiner(config.point_visibility) if config.refine_points and point_tracks else None
+        fuse = geometric and config.fuse_depth and "depth" in heads
+        self.fusion = DepthFusion(config.depth_fusion) if fuse else None
+        self.flow_depth = FlowDepth(config.flow_depth) if fuse else None
+        self.depth_points = DepthPoints() if fuse else None
+        self._last_geometry_stamp = 0
+        self._nominal_reported = False
+        self._model_grid_cache: tuple | None = None  # (key, geometry pixels x, y of the model's pixel centres)
+
+    @property
+    def needs_frames(self) -> bool:
+        """Whether the intake keeps grey frames for this stage."""
+        return self.odometry is not None or self.refiner is not None
+
+    def reset(self) -> None:
+        for part in (self.odometry, self.refiner, self.fusion, self.flow_depth, self.depth_points):
+            if part is not None:
+                part.reset()
+
+    def run(self, window: Window, result: ModelResult) -> None:
+        """Poses, depth and point tracks of the window's new frames (`result.outputs`), corrected in place."""
+        if self.odometry is not None and result.readout_poses is not None:
+            k = self._camera_matrix(window)
+            self._poses(window, result, k)
+            if self.fusion is not None and result.depth is not None and result.outputs:
+                self._fuse_depth(window, result, k)
+        if self.refiner is not None and result.point_frames:
+            frames = result.point_frames
+            self.refiner.refine(frames, [info.seq for info in window.infos], window.grey, window.geometry_map,
+                                result.point_starts)
+            # The next window queries the model at the refined position.
+            last = frames[-1]
+            x, y = window.pixel_map.to_model(last.source_values[:, 0], last.source_values[:, 1])
+            result.points.move_to(last.ids, np.stack([x, y], 1))
+
+    def _poses(self, window: Window, result: ModelResult, k: np.ndarray) -> None:
+        """Each new frame's pose from the geometric stage, in the order the frames came.
+
+        After the first window, at most `window_hop` frames a window go through the geometry (evenly spaced, the
+        newest always): when windows were dropped under load, the frames between are interpolated, so the
+        stage's cost per window stays what it is at the configured hop instead of growing with the backlog.
+        """
+        outputs, depth = result.outputs, result.depth
+        count = len(outputs)
+        budget = count if self.odometry.last is None else max(1, self.config.window_hop)
+        chosen = set(np.unique(np.round(np.linspace(count - 1, 0, min(budget, count))[::-1]).astype(int)).tolist())
+        previous = (self.odometry.last, self._last_geometry_stamp) if self.odometry.last is not None else None
+        pending: list[FrameOutput] = []
+        for n, (o, i) in enumerate(zip(outputs, range(result.first, len(window.infos)))):
+            if n not in chosen:
+                pending.append(o)
+                continue
+
+            def depth_at(points: np.ndarray, i=i) -> np.ndarray:
+                if depth is None or not len(points):
+                    return np.full(len(points), np.nan)
+                x, y = window.geometry_map.to_source(points[:, 0], points[:, 1])
+                x, y = window.pixel_map.to_model(x, y)
+                return depth_at_pixels(depth[i], x, y)
+            estimate = self.odometry.step(o.info.seq, window.grey[i], k, depth_at, result.readout_poses[o.info.seq])
+            o.world_from_camera, o.pose_covariance = estimate.world_from_camera, estimate.covariance
+            o.egomotion_source = estimate.source
+            for skipped in pending:
+                start_pose, start_stamp = previous if previous is not None else (estimate, o.info.stamp_ns)
+                fraction = (skipped.info.stamp_ns - start_stamp) / max(o.info.stamp_ns - start_stamp, 1)
+                skipped.world_from_camera = interpolate_pose(start_pose.world_from_camera, estimate.world_from_camera,
+                                                             fraction)
+                skipped.pose_covariance, skipped.egomotion_source = estimate.covariance, "interpolated"
+            pending = []
+            previous = (estimate, o.info.stamp_ns)
+            self._last_geometry_stamp = o.info.stamp_ns
+
+    def _fuse_depth(self, window: Window, result: ModelResult, k: np.ndarray) -> None:
+        """Each new frame's depth with the correction of `depth_fusion.py` from the triangulated points that
+        project into it (`depth_points.py`). The newest frame of the window is measured (`flow_depth.py`): flow
+        to remembered earlier frames and the motion between them; once a window, so the cost does not grow with
+        the hop. Without points in view, the last correction, aged."""
+        depth, outputs = result.depth, result.outputs
+        x, y = self._model_grid(depth.shape[1:], window)
+        newest, last = len(window.infos) - 1, outputs[-1]
+        new = list(zip(range(result.first, len(window.infos)), outputs))
+        # The window's frames are references before the newest is measured: the nearest frame that gives the
+        # baseline keeps the flow short (a fast camera moves tens of pixels a frame).
+        for i, out in new:
+            if out.egomotion_source in ("geometry", "fused", "rotation"):
+                self.flow_depth.remember(window.grey[i], out.world_from_camera)
+        # Only a measured translation triangulates: a pure rotation's pose has none by construction.
+        if last.egomotion_source in ("geometry", "fused") and self.flow_depth.fine_enough(k):
+            references = self.flow_depth.references(last.world_from_camera, float(np.nanmedian(depth[newest])))
+            measurement = self.flow_depth.consistent_depth(window.grey[newest], references, k, last.world_from_camera,
+                                                           x, y) if references else None
+            if measurement is not None:
+                self.depth_points.add(*measurement, x, y, k, last.world_from_camera)
+        to_model = lambda u, v: window.pixel_map.to_model(*window.geometry_map.to_source(u, v))  # noqa: E731
+        for i, out in new:
+            projected = self.depth_points.project(out.world_from_camera, k, to_model, depth.shape[1:])
+            fresh = projected is not None and self.fusion.update(
+                depth[i], *projected, window.pixel_map.scale_y / window.pixel_map.scale_x)
+            if not fresh and out.egomotion_source != "standing":
+                self.fusion.moved()
+            self.fusion.apply(out.depth)  # in place: out.depth is this frame's slice of the window's depth
+
+    def _model_grid(self, shape: tuple[int, int], window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Geometry pixels of the model's pixel centres (computed once per stream geometry)."""
+        key = (shape, window.pixel_map, window.geometry_map)
+        if self._model_grid_cache is None or self._model_grid_cache[0] != key:
+            y, x = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+            x, y = window.pixel_map.to_source(x, y)
+            self._model_grid_cache = (key, *window.geometry_map.to_model(x, y))
+        return self._model_grid_cache[1:]
+
+    def _camera_matrix(self, window: Window) -> np.ndarray:
+        """The camera matrix at geometry resolution; without camera_info, a nominal pinhole."""
+        k = window.camera_matrix
+        if k is None:
+            k = pinhole(*window.source_size, NOMINAL_FOV_DEG)
+            if not self._nominal_reported:
+                self._nominal_reported = True
+                self.log.warning(f"no camera intrinsics (camera_info missing or with zero focal length): egomotion "
+                                 f"assumes a {NOMINAL_FOV_DEG:.0f}-degree horizontal field of view")
+        return window.geometry_map.intrinsics_to_model(k)

@@ -1,0 +1,105 @@
+"""The model stage: one window through the backend, and its outputs made continuous across windows.
+
+Track seeds and live tracks become the window's queries (`tracks.py`); the backend runs; a window with a
+non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames and the pose
+readout composed into one trajectory (`stitching.py`). Each frame's output is made once, by the first processed
+window that holds it after the last emitted frame.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..runtime import Backend, pad_queries
+from .intake import Window
+from .output import FrameOutput, StreamStats
+from .settings import StreamConfig
+from .stitching import DepthAligner, Trajectory
+from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
+
+
+@dataclass
+class ModelResult:
+    """One processed window: the outputs of its new frames, and what the geometry stage builds on."""
+
+    outputs: list[FrameOutput]  # one per new frame, in order; depth, readout pose and tracks set
+    first: int  # the window index of outputs[0]
+    depth: np.ndarray | None  # (T, h, w) the window's stitched depth (outputs' depth are views of it)
+    readout_poses: dict[int, np.ndarray] | None  # seq -> the pose readout's world pose
+    point_frames: list[TrackFrame] | None = None  # the point tracks of the new frames
+    point_starts: dict[int, tuple[int, tuple]] | None = None  # tracks begun in this window: (seq, camera pixels)
+    points: TrackSet | None = None  # to carry refined positions into the next window's queries
+
+
+class ModelStage:
+    def __init__(self, backend: Backend, config: StreamConfig, stats: StreamStats, log: logging.Logger):
+        self.backend, self.config, self.stats, self.log = backend, config, stats, log
+        spec = backend.spec
+        self.depth = DepthAligner(config.depth_affine)
+        self.trajectory = Trajectory(memory=4 * spec.clip[0])
+        self.points = TrackSet("points", min(config.point_tracks, spec.max_points), config.max_invisible_frames) \
+            if "points" in spec.heads and config.point_tracks else None
+        self.boxes = TrackSet("boxes", spec.max_boxes, config.max_invisible_frames) if "boxes" in spec.heads else None
+        self.seeds = SeedInbox()
+        self._last_emitted = -1
+
+    def reset(self) -> None:
+        """A new stream: nothing of the old one carries over (its seeds still wait for their frames)."""
+        self._last_emitted = -1
+        self.depth.reset()
+        self.trajectory.reset()
+        for tracks in (self.points, self.boxes):
+            if tracks is not None:
+                tracks.reset()
+
+    def run(self, window: Window, clip: np.ndarray) -> ModelResult | None:
+        """The window's new frames with the model's outputs; None when the window is dropped (non-finite)."""
+        seqs = [info.seq for info in window.infos]
+        first = next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
+        self.seeds.deliver([info.stamp_ns for info in window.infos], seqs, window.pixel_map,
+                           {"points": self.points, "boxes": self.boxes}, self.log)
+        point_q, box_q = window_queries(self.points, self.boxes, clip[0], seqs, first, self.config.point_seeding)
+        out = self.backend.run(clip, pad_queries(self.backend.spec, point_q.array(3) if point_q else None,
+                                                 box_q.array(5) if box_q else None))
+        bad = [name for name, value in out.items() if not np.isfinite(value).all()]
+        if bad:
+            self.stats.windows_nonfinite += 1
+            self.log.warning(f"dropping a window: non-finite values in {', '.join(bad)}")
+            return None
+        self.stats.windows_processed += 1
+        missed = seqs[first] - self._last_emitted - 1 if first < len(seqs) and self._last_emitted >= 0 else 0
+        self.stats.frames_dropped += max(missed, 0)
+        outputs = [FrameOutput(info, window.pixel_map, window.source_size) for info in window.infos[first:]]
+        result = ModelResult(outputs, first, None, None)
+        scale = None
+        if "depth" in out:
+            result.depth = out["depth"][0, ..., 0]
+            scale, _ = self.depth.align(seqs, result.depth)
+            for o, i in zip(outputs, range(first, len(seqs))):
+                o.depth = result.depth[i]
+        if "pose" in out:
+            result.readout_poses = self.trajectory.add_window(seqs, out["pose"][0], scale)
+            for o in outputs:
+                o.world_from_camera, o.egomotion_source = result.readout_poses[o.info.seq], "readout"
+        for tracks, queries, key in ((self.points, point_q, "points"), (self.boxes, box_q, "boxes")):
+            if tracks is None or queries is None or key not in out:
+                continue
+            n = len(queries.ids)
+            frames = tracks.update(seqs, first, queries.ids, out[key][0, :n], out[f"{key}_visible_logit"][0, :n])
+            for frame in frames:
+                frame.to_source(window.pixel_map)
+            for o, frame in zip(outputs, frames):
+                setattr(o, key, frame)
+            if key == "points":
+                result.point_frames, result.points = frames, tracks
+                result.point_starts = {track_id: (seq, window.pixel_map.to_source(value[0], value[1]))
+                                       for track_id, (seq, value) in tracks.started.items()}
+        return result
+
+    def emitted(self, outputs: list[FrameOutput]) -> None:
+        """These outputs went out: later windows start after them."""
+        self.stats.frames_emitted += len(outputs)
+        if outputs:
+            self._last_emitted = outputs[-1].info.seq
