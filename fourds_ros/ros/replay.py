@@ -43,7 +43,7 @@ def parameter_arguments(values: dict[str, Any]) -> list[str]:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, float):
-            text = repr(value) if "." in repr(value) else f"{value:.1f}" if value.is_integer() else f"{value:.17e}"
+            text = repr(value) if "." in repr(value) else f"{value:.17e}"  # 1e-05 would not read back as a float
         else:
             text = str(value)
         out += ["-p", f"{name}:={text}"]

@@ -187,18 +187,18 @@ class GeometricOdometry:
             return self._stand(seq, grey, depth_at, positions, len(ids))
         if len(ids) < self.config.min_inliers:
             return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
-        standing = self._judge_standing(seq, grey, depth_at, positions, ids, k)
+        a, b = self.keyframe.points[ids], positions[ids]
+        standing_px = self._standing_px(k)
+        standing = self._judge_standing(seq, grey, depth_at, positions, ids, np.linalg.norm(b - a, axis=1), standing_px)
         if standing is not None:
             return standing
-        fit = self._fit(ids, self.keyframe.points[ids], positions[ids], k)
+        fit = self._fit(ids, a, b, k, standing_px)
         if isinstance(fit, str):
             return self._readout_step(seq, grey, depth_at, readout, fit)
         return self._compose(seq, grey, depth_at, readout, positions, fit, k)
 
-    def _judge_standing(self, seq, grey, depth_at, positions, ids, k) -> MotionEstimate | None:
+    def _judge_standing(self, seq, grey, depth_at, positions, ids, displacement, standing_px) -> MotionEstimate | None:
         """This frame's estimate if the camera stands, else None (the motion is fitted)."""
-        standing_px = self._standing_px(k)
-        displacement = np.linalg.norm(positions[ids] - self.keyframe.points[ids], axis=1)
         # Tracks that have stood still for a while are the standing scene; they decide whether the camera
         # still stands (a person walking close can bring most of the features, and move them all alike).
         settled = self.still_frames[ids] >= self.config.settled_frames
@@ -223,29 +223,29 @@ class GeometricOdometry:
             return self._stand(seq, grey, depth_at, positions, int((~moving).sum()))
         return None
 
-    def _fit(self, ids, a, b, k) -> _Fit | str:
+    def _fit(self, ids, a, b, k, standing_px: float) -> _Fit | str:
         """The motion from the keyframe's tracks `a` to `b`, or why the geometry cannot give it."""
-        standing_px = self._standing_px(k)
         e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
         # The background must carry the fit: an essential matrix that explains under half of the tracks is a
         # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
         inlier = mask.ravel() > 0 if e is not None and e.shape == (3, 3) else np.zeros(len(a), bool)
         if inlier.sum() < max(self.config.min_inliers, len(a) // 2):
             r_only, keep = two_view.robust_rotation(a, b, k, self.config.ransac_px, self.config.min_inliers)
-            if two_view.parallax(a[keep], b[keep], r_only, k) >= standing_px:
+            left = two_view.parallax(a[keep], b[keep], r_only, k)
+            if left >= standing_px:
                 return f"{inlier.sum()} of {len(a)} tracks fit"
             self.alive[ids[~keep]] = False
-            return _Fit(r_only, np.zeros(3), "rotation", 0.0, int(keep.sum()),
-                        two_view.parallax(a[keep], b[keep], r_only, k), len(a))
+            return _Fit(r_only, np.zeros(3), "rotation", 0.0, int(keep.sum()), left, len(a))
         # A generous distance limit: with a short baseline every point is far in baseline units.
         inliers, r, t, pose_mask, _ = cv2.recoverPose(e, a, b, k, distanceThresh=1e6, mask=mask.copy())
         self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
         depth = self.keyframe.depth[ids][inlier]
         a, b = a[inlier], b[inlier]
         r_only = two_view.procrustes(a, b, k)
-        if two_view.parallax(a, b, r_only, k) < standing_px:  # a rotation explains every displacement
-            return _Fit(r_only, np.zeros(3), "rotation", 0.0, len(a), two_view.parallax(a, b, r_only, k), len(a))
-        if two_view.parallax(a, b, r_only, k) < angle_px(k, self.config.pnp_below_deg) and \
+        left = two_view.parallax(a, b, r_only, k)  # what a rotation alone leaves unexplained
+        if left < standing_px:  # a rotation explains every displacement
+            return _Fit(r_only, np.zeros(3), "rotation", 0.0, len(a), left, len(a))
+        if left < angle_px(k, self.config.pnp_below_deg) and \
                 (pnp := two_view.pnp(a, b, k, depth, 2 * self.config.ransac_px, self.config.min_inliers)) is not None:
             # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
             # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).

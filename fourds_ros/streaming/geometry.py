@@ -41,7 +41,7 @@ def pinhole(height: int, width: int, horizontal_fov_deg: float) -> np.ndarray:
 
 def rays(k: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """`(3, N)` rays `K^-1 [x, y, 1]` through pixels `x`, `y` (unit depth along the optical axis), float64."""
-    return np.linalg.inv(k) @ np.stack([x, y, np.ones_like(x)]).astype(np.float64)
+    return np.linalg.inv(k) @ np.stack([x, y, np.ones_like(x)]).astype(np.float64, copy=False)
 
 
 def ray_points(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:

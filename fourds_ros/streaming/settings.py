@@ -163,8 +163,8 @@ class FlowDepthConfig(_Checked):
     candidates: int = setting(4, "frames", "references tried (one flow each) for the two that measure", (1, 1000))
 
 
-# Grouped configs of StreamConfig: field -> the parameter prefix of its settings.
-GROUPS = {"odometry": "odometry.", "depth_fusion": "depth_fusion.", "flow_depth": "flow_depth."}
+# Grouped configs of StreamConfig: its field, and the parameter prefix of their settings, `<field>.`.
+GROUPS = {"odometry": EgomotionConfig, "depth_fusion": DepthFusionConfig, "flow_depth": FlowDepthConfig}
 
 
 @dataclass
@@ -215,9 +215,9 @@ class StreamConfig(_Checked):
     def values(self) -> dict[str, Any]:
         """Every setting's value by its table name."""
         out = {f.name: getattr(self, f.name) for f in _fields(StreamConfig)}
-        for name, prefix in GROUPS.items():
+        for name, group_type in GROUPS.items():
             group = getattr(self, name)
-            out.update({prefix + f.name: getattr(group, f.name) for f in _fields(type(group))})
+            out.update({f"{name}.{f.name}": getattr(group, f.name) for f in _fields(group_type)})
         return out
 
     @classmethod
@@ -229,10 +229,8 @@ class StreamConfig(_Checked):
             if name not in known:
                 raise ValueError(unknown_setting(name))
         top = {k: v for k, v in values.items() if "." not in k}
-        groups = {}
-        for name, prefix in GROUPS.items():
-            group_type = {f.name: f.default_factory for f in dataclasses.fields(cls)}[name]
-            groups[name] = group_type(**{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
+        groups = {name: group_type(**{k[len(name) + 1:]: v for k, v in values.items() if k.startswith(name + ".")})
+                  for name, group_type in GROUPS.items()}
         return cls(**top, **groups)
 
 
@@ -251,7 +249,6 @@ def unknown_setting(name: str) -> str:
 def table() -> list[Setting]:
     """Every setting, in the order of `config/perception.yaml`."""
     rows = _rows(StreamConfig)
-    for name, prefix in GROUPS.items():
-        group_type = {f.name: f.default_factory for f in dataclasses.fields(StreamConfig)}[name]
-        rows += _rows(group_type, prefix)
+    for name, group_type in GROUPS.items():
+        rows += _rows(group_type, name + ".")
     return rows
