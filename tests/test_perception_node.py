@@ -52,9 +52,11 @@ def processes():
 
 
 def start_node(processes, domain, tmp_path, model_dir, *extra: str, params_file=PARAMS_FILE) -> NodeProcess:
+    # A deep output history, as replay sets it: a window can emit up to 16 frames at once, and on a loaded machine
+    # the recorder may not run before a history of 10 overwrites samples it has not acknowledged.
     node = NodeProcess("perception_node", ["--ros-args", "--params-file", params_file, "-p", f"model_dir:={model_dir}",
                                        "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
-                                       "-p", "diagnostics_period:=0.2", *extra],
+                                       "-p", "output_depth:=100", "-p", "diagnostics_period:=0.2", *extra],
                    domain, tmp_path)
     processes.append(node)
     return node
