@@ -25,7 +25,7 @@ ROS = [] if os.environ.get("ROS_DISTRO") else [
     *(f"ros-jazzy-{name}-msgs>=5.3,<6" for name in ("std", "sensor", "geometry", "nav", "visualization",
                                                      "diagnostic")),
 ]
-CORE = ["numpy>=1.24,<3", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "scipy>=1.10", "PyYAML>=6"]
+CORE = ["numpy>=1.24,<3", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "scipy>=1.10", "PyYAML>=6", "gtsam>=4.3"]
 TORCH = ["torch>=2.6", "safetensors>=0.4", "onnx>=1.16", "onnxscript>=0.2"]
 EXTRAS = {
     "eval": ["rosbags>=0.10", "evo>=1.28", "matplotlib>=3.7", "tqdm>=4.60"],

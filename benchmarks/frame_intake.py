@@ -3,7 +3,7 @@
 Per frame, as `StreamingPipeline.push` (and, for jpeg, the node's compressed-image callback) does it: decode
 (`image_view`, converting YUV / Bayer / 16-bit layouts; `cv2.imdecode` for jpeg), the shrink on arrival (integer
 area average to what the model and the geometry need), the model's input (crop/resize to the model clip), and the
-grey frame of the geometric stage (`geometry_width` wide). Resolutions 640x480,
+grey frame of the geometric stage (at most `geometry_pixels`). Resolutions 640x480,
 1920x1080 and 4000x3000; the default model's clip. Prints JSON and writes
 benchmarks/results/frame_intake-<cpu>.json.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from fourds_ros.images import converted_encoding, decode_compressed, image_view  # noqa: E402
-from fourds_ros.streaming.frames import FramePreprocessor, GeometryFrames, shrink, shrink_factor  # noqa: E402
+from fourds_ros.streaming.frames import FramePreprocessor, GeometryFrames, geometry_size, shrink, shrink_factor  # noqa: E402,E501
 from fourds_ros.streaming.settings import StreamConfig  # noqa: E402
 from result_file import cpu_name, write_result  # noqa: E402
 
@@ -63,12 +63,12 @@ def camera_bytes(encoding: str, rgb: np.ndarray) -> tuple[bytes, int]:
 
 
 def intake_ms(encoding: str, payload: bytes, step: int, size: tuple[int, int], clip: tuple[int, int],
-              geometry_width: int, repeats: int) -> dict:
+              geometry_pixels: int, repeats: int) -> dict:
     w, h = size
     preprocess = FramePreprocessor(*clip)
-    geometry = GeometryFrames(16, geometry_width)
+    geometry = GeometryFrames(16, geometry_pixels)
     slot = np.empty((*clip, 3), np.uint8)
-    factor = shrink_factor(h, w, 2 * clip[0], max(2 * clip[1], geometry_width))
+    factor = shrink_factor(h, w, 2 * clip[0], max(2 * clip[1], geometry_size(h, w, geometry_pixels)[1]))
     parts = {"decode": [], "shrink": [], "model_input": [], "geometry_frame": []}
     for seq in range(repeats + 3):
         t0 = time.perf_counter()
@@ -109,11 +109,11 @@ def main() -> None:
         row = {}
         for encoding in ENCODINGS:
             payload, step = camera_bytes(encoding, base)
-            row[encoding] = intake_ms(encoding, payload, step, (w, h), clip, config.geometry_width, args.repeats)
+            row[encoding] = intake_ms(encoding, payload, step, (w, h), clip, config.geometry_pixels, args.repeats)
         results[f"{w}x{h}"] = row
         print(f"{w}x{h}: " + ", ".join(f"{e} {r['total']:.2f} ms" for e, r in row.items()), file=sys.stderr)
     report = {"benchmark": "frame_intake", "device": cpu_name(), "opencv": cv2.__version__,
-              "model_clip": list(clip), "geometry_width": config.geometry_width, "repeats": args.repeats,
+              "model_clip": list(clip), "geometry_pixels": config.geometry_pixels, "repeats": args.repeats,
               "unit": "ms per frame, median", "ms_per_frame": results}
     write_result(report, "frame_intake", cpu_name(), args.out)
 

@@ -54,11 +54,11 @@ def frames_640x480() -> tuple[list[np.ndarray], np.ndarray, str]:
 
 
 def stage_cost(repeats: int) -> dict:
-    """As the pipeline runs it: frames made grey and resized to `geometry_width` on arrival (counted), then the
+    """As the pipeline runs it: frames made grey and resized to at most `geometry_pixels` on arrival (counted), then the
     odometry and the refinement per window."""
     from fourds_ros.streaming.frames import GeometryFrames
     camera, k_camera, source = frames_640x480()
-    geometry = GeometryFrames(len(camera), StreamConfig().geometry_width)
+    geometry = GeometryFrames(len(camera), StreamConfig().geometry_pixels)
     began = time.perf_counter()
     for seq, frame in enumerate(camera):
         geometry.write(frame[..., None], "mono8", seq)

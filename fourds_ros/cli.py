@@ -387,15 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", type=int, default=42, help="ROS_DOMAIN_ID of the replay graph")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("convert", help="real footage (TUM, EuRoC, KITTI, image folder, video) -> a ground-truth rosbag2")
+    p = sub.add_parser("convert", help="real footage (TUM, EuRoC, KITTI odometry and raw, image folder, video) -> a ground-truth rosbag2")
     p.add_argument("source", type=Path, help="dataset folder or video file")
     p.add_argument("--out", type=Path, required=True, help="bag directory to write")
-    p.add_argument("--format", choices=("tum", "euroc", "kitti", "folder", "video"), help="layout (default: detected)")
+    p.add_argument("--format", choices=("tum", "euroc", "kitti", "kitti_raw", "folder", "video"),
+                   help="layout (default: detected)")
     p.add_argument("--gt", type=Path, help="ground-truth trajectory file (TUM, KITTI, EuRoC csv, 4x4 rows)")
     p.add_argument("--K", type=_matrix_file, help="a file with the 3x3 camera matrix")
     p.add_argument("--fx", type=float, help="focal length in pixels (principal point at the centre)")
     p.add_argument("--fps", type=float, help="frame rate for sources without timestamps (folder: 10, video: its own)")
-    p.add_argument("--camera", choices=("image_0", "image_1", "image_2", "image_3"), help="KITTI camera folder")
+    p.add_argument("--camera", choices=("image_0", "image_1", "image_2", "image_3", "image_00", "image_01", "image_02",
+                                        "image_03"), help="KITTI camera folder (odometry: image_N, raw: image_0N)")
     p.add_argument("--keep-distortion", action="store_true", help="keep raw images, distortion in camera_info")
     p.add_argument("--images", choices=("raw", "png", "jpeg"), default="raw",
                    help="raw sensor_msgs/Image, or CompressedImage on <topic>/compressed")

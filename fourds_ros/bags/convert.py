@@ -8,6 +8,8 @@ Layouts (detected, or named with `layout`):
   `cam0/`, `cam0_data.csv`, `cam0_sensor.yaml`. Camera pose = T_WB * T_BS (body-to-camera extrinsic applied).
 - `kitti`: KITTI odometry (`image_0/` or `image_2/`, `calib.txt`, `times.txt`; poses from `../../poses/XX.txt`
   or `gt`). Poses of `image_2` are shifted by the colour camera's offset in `calib.txt`.
+- `kitti_raw`: KITTI raw (a date folder with the calibration files and one `*_sync` drive, or the drive folder;
+  `image_02/` by default, or `image_00/`..`image_03/`); poses from the OXTS records (`kitti_raw.py`), or `gt`.
 - `folder`: `images/` (+ optional `depth/` 16-bit PNG in mm, `K.txt`, `poses.txt` with one camera-to-world 4x4
   per line), stamped at `fps`.
 - `video`: an mp4/avi file with `fx` or a `K` file, no ground truth.
@@ -30,12 +32,13 @@ import cv2
 import numpy as np
 import yaml
 
+from . import kitti_raw
 from .trajectory_files import PoseTable, TrajectoryFileError, associate, read_euroc_csv, read_matrix_rows, \
     read_trajectory, read_tum
 from .writer import GroundTruthBagWriter
 
 log = logging.getLogger("fourds_ros.convert")
-LAYOUTS = ("tum", "euroc", "kitti", "folder", "video")
+LAYOUTS = ("tum", "euroc", "kitti", "kitti_raw", "folder", "video")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # Intrinsics of the TUM RGB-D cameras (the benchmark's published calibration of the colour camera).
@@ -76,10 +79,12 @@ def detect_layout(path: Path) -> str:
         return "euroc"
     if (path / "calib.txt").is_file() and (path / "times.txt").is_file():
         return "kitti"
+    if kitti_raw.is_kitti_raw(path):
+        return "kitti_raw"
     if (path / "images").is_dir():
         return "folder"
     raise ConvertError(f"{path}: unknown layout (expected one of: TUM rgb.txt, EuRoC mav0/cam0 or cam0_data.csv, "
-                       f"KITTI calib.txt + times.txt, a folder with images/, or a video file)")
+                       f"KITTI calib.txt + times.txt, KITTI raw calib_cam_to_cam.txt + *_sync/oxts, a folder with images/, or a video file)")
 
 
 def _need(path: Path) -> Path:
@@ -255,6 +260,36 @@ def read_kitti_layout(root: Path, gt: Path | None, camera: str | None) -> Source
     return source
 
 
+def read_kitti_raw_layout(root: Path, gt: Path | None, camera: str | None) -> Source:
+    try:
+        drive, calibration = kitti_raw.find_drive(root)
+        camera = camera or next((c for c in ("image_02", "image_00", "image_03", "image_01")
+                                 if (drive / c / "data").is_dir()), "image_02")
+        if not (camera.startswith("image_0") and camera[-1] in "0123"):
+            raise ConvertError(f"KITTI raw camera must be image_00 .. image_03, got {camera!r}")
+        image_dir = _need(drive / camera / "data")
+        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise ConvertError(f"{image_dir} holds no images")
+        frames = kitti_raw.frame_numbers(images)
+        stamps = kitti_raw.read_timestamps(drive / camera / "timestamps.txt")
+        if frames[-1] >= len(stamps):
+            raise ConvertError(f"{drive / camera / 'timestamps.txt'} has {len(stamps)} times; image {images[-1].name} "
+                               f"needs {frames[-1] + 1}")
+        stamps = stamps[frames]
+        bad = np.flatnonzero(np.diff(stamps) <= 0)
+        if len(bad):
+            raise ConvertError(f"{drive / camera / 'timestamps.txt'}:{bad[0] + 2}: timestamp out of order or duplicated")
+        source = Source("kitti_raw", stamps, kitti_raw.camera_matrix(calibration, int(camera[-1])), images=images)
+        if gt is not None:
+            source.poses = _poses(gt, stamps, read_matrix_rows)
+        else:
+            source.poses = kitti_raw.camera_poses(drive, calibration, int(camera[-1]), frames)
+    except kitti_raw.KittiRawError as exc:
+        raise ConvertError(str(exc)) from None
+    return source
+
+
 def read_folder_layout(root: Path, gt: Path | None, k: np.ndarray | None, fx: float | None, fps: float) -> Source:
     images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
@@ -306,6 +341,8 @@ def read_source(path: Path, layout: str | None = None, gt: Path | None = None, k
         source = read_euroc_layout(path, gt)
     elif layout == "kitti":
         source = read_kitti_layout(path, gt, camera)
+    elif layout == "kitti_raw":
+        source = read_kitti_raw_layout(path, gt, camera)
     else:
         source = read_folder_layout(path, gt, k, fx, fps or 10.0)
     return source

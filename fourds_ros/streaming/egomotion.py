@@ -1,113 +1,77 @@
-"""Camera motion from feature tracks and the 4DS depth, through keyframes (after DF-VO, Zhan et al. 2020).
+"""Camera motion from feature tracks, a local map and the 4DS depth (after ORB-SLAM's tracking and local
+mapping, with DF-VO's use of a learned depth).
 
-Per frame, features of the current keyframe are tracked with pyramidal Lucas-Kanade (forward-backward
-checked) at a reduced "geometry" resolution. Their two-view geometry against the keyframe gives the motion:
-- median feature displacement below `standing_px` (the angle `standing_deg` at the focal length): the camera
-  stands; the pose is exactly the keyframe's. A standing camera starts moving only when its view stays
-  displaced for a few frames or moves well beyond the threshold at once (hysteresis: vibration swings back).
-  Once enough tracks have stood still for `settled_frames`, the median is theirs: a person walking close to a
-  standing camera can bring most of the features and move them alike, and must not move the camera. While it
-  stands, tracks that move far are dropped (movers);
-- otherwise the essential matrix with RANSAC (tracks on independently moving objects fall out as outliers)
-  gives rotation and translation direction; if a rotation alone explains the inliers' displacement (the
-  Procrustes rotation of their bearing vectors leaves under `standing_px`) the motion is a pure rotation: the
-  frame keeps the keyframe's position, with a position variance grown by how far the camera's recent speed
-  would have carried it since its translation was last measured (a walking camera's frames right after a
-  keyframe often look like this);
-- the translation's length comes from the 4DS depth: points triangulated with a unit baseline, compared
-  with the (stitched) depth the model gives at the keyframe, median ratio (DF-VO's scale recovery), so
-  odometry and published depth share one scale;
-- too few tracks, a failed fit or no usable depth: the 4DS pose readout's motion since the keyframe answers,
-  with a large covariance, and the next frame starts a new keyframe.
-A new keyframe is taken when the rotation-compensated parallax passes `keyframe_px` or too few tracks
-survive, so a standing or slowly moving camera does not integrate noise from frame to frame.
-
-A speed gate after the fit (a constant-velocity motion model, as trackers like ORB-SLAM use one): a camera does
-not triple its speed from one frame to the next, but a two-view fit can. On real footage the translation's
-length spikes where the keyframe is short and the rotation large: PnP on depth that is wrong by a quarter
-trades rotation for translation, and the depth-ratio scale of a barely triangulated essential matrix swings.
-Steps are taken between measured translations (a pure rotation's frame measures none: after it, one step
-spans both frames). A step longer than `speed_gate` times the recent median speed (plus the length
-`speed_floor_deg` spans at the recent keyframes' median depth, which lets a camera start from rest) keeps its
-direction and is clamped to that length, with the clamped length added to its covariance. The tracks, the fit
-and every decision above stay as they were; only the length of an implausible step changes.
+Per frame, the tracks are followed with pyramidal Lucas-Kanade (forward-backward checked) on grey frames of at
+most `geometry_pixels`, searched from where the constant-velocity motion model puts their map points:
+- the camera stands when the tracks that speak for the standing scene moved less than `standing_deg` from the
+  keyframe (hysteresis: a standing camera starts moving once its view stays displaced for `leave_standing_s`
+  or moves well beyond the threshold at once, so vibration that swings back does not move it). Tracks that
+  stood still for `settled_s` are the standing scene: a crowd walking close to a standing camera can bring
+  most of the features and move them alike, and must not move the camera; while it stands, tracks that move
+  far are dropped (movers);
+- otherwise the frame is located against the local map (`local_map.py`): the pose that reprojects the tracked
+  points best, from the motion model's prediction, with a Huber loss, outliers beyond the chi-square bound
+  dropped and the pose refitted (ORB-SLAM's motion-only bundle adjustment). Where the prediction cannot be
+  right (under half the points agree), RANSAC PnP starts over. Every point's position comes from the 4DS depth
+  where its track started, refined by bundle adjustment, so the translation has the depth's metric scale from
+  the first frame on and rotation and translation are one fit (no two-view degeneracy in forward motion);
+- a new keyframe is taken when the rotation-compensated parallax since the last passes `keyframe_deg` or too
+  few of its tracks are left; fresh corners fill the image (spread over a grid), and the recent keyframes and
+  their points are bundle-adjusted (`bundle_adjustment.py`) with the 4DS depth as each point's prior;
+- too few tracks, a failed fit or a long gap: the 4DS pose readout's motion since the keyframe answers, with a
+  large covariance, and the frame starts a new keyframe.
 
 Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
-frame, geometry and readout blended by their covariances in the tangent space).
+frame, the located motion since the keyframe and the readout's blended by their covariances).
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from . import two_view
+from . import bundle_adjustment, two_view
 from .geometry import angle_px, inverse
 from .klt import LucasKanade
+from .local_map import Keyframe, LocalMap
 from .settings import EGOMOTION_MODES, EgomotionConfig
 
 # Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
 # real footage), so anything geometric outweighs it.
 READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
 READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
+CHI2_2D_95 = bundle_adjustment.CHI2_2D_95
+GRID_CELLS = 48  # cells new corners are spread over (8 x 6 on a 4:3 image)
 
 
 @dataclass
 class MotionEstimate:
     world_from_camera: np.ndarray  # (4, 4)
     covariance: np.ndarray  # (6, 6): x, y, z, rotation about x, y, z
-    source: str  # standing | geometry | rotation | readout | fused
+    source: str  # standing | geometry | readout | fused
     inliers: int = 0
     residual_px: float = float("nan")
 
 
 @dataclass
-class _Keyframe:
-    seq: int
-    world_from_camera: np.ndarray
-    readout_world_from_camera: np.ndarray
-    covariance: np.ndarray
-    points: np.ndarray  # (N, 2) geometry pixels on the keyframe
-    depth: np.ndarray  # (N,) model depth at the points (NaN unknown)
-
-
-@dataclass
-class _Fit:
-    """A motion fitted to the keyframe's tracks (`two_view` conventions: x_current = R x_keyframe + t)."""
-    r: np.ndarray
-    t: np.ndarray
-    source: str  # geometry | rotation
-    parallax: float  # px left once the rotation is taken out (0 for a rotation)
-    inliers: int
-    residual: float  # px
-    tracks: int  # tracks the fit's covariance counts
-
-
-@dataclass
 class EgomotionStats:
     frames: int = 0
-    by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "rotation": 0, "readout": 0,
-                                                     "fused": 0})  # frames each stage answered
+    by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "readout": 0, "fused": 0})
     last_inliers: int = 0
     keyframes: int = 0
-    clamped: int = 0  # frames whose step the speed gate shortened
-    seconds: float = 0.0
+    bundle_adjustments: int = 0
+    seconds: float = 0.0  # tracking and location, per frame
+    adjustment_seconds: float = 0.0
 
 
 def _readout_covariance(step: np.ndarray) -> np.ndarray:
     sigma_t = READOUT_TRANSLATION_SIGMA + 0.5 * float(np.linalg.norm(step[:3, 3]))
     return np.diag([sigma_t ** 2] * 3 + [READOUT_ROTATION_SIGMA_RAD ** 2] * 3)
-
-
-def _grow_translation_variance(covariance: np.ndarray, length: float) -> np.ndarray:
-    """`covariance` (changed in place) with `length` of doubt added to each axis of its translation."""
-    covariance[:3, :3] += np.eye(3) * length ** 2
-    return covariance
 
 
 def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +85,23 @@ def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) ->
     out[:3, :3] = Rotation.from_rotvec(mean[3:]).as_matrix()
     out[:3, 3] = mean[:3]
     return out, cov
+
+
+@dataclass
+class _Tracks:
+    """The live tracks: where they are now, where they were on the current keyframe, their map points and how
+    long each has stood still (seconds, while the camera stood)."""
+    now: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    on_keyframe: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    point: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    still_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.now, self.on_keyframe, self.point, self.still_s = \
+            self.now[mask], self.on_keyframe[mask], self.point[mask], self.still_s[mask]
+
+    def __len__(self) -> int:
+        return len(self.now)
 
 
 class GeometricOdometry:
@@ -138,271 +119,334 @@ class GeometricOdometry:
         self.reset()
 
     def reset(self) -> None:
-        self.keyframe: _Keyframe | None = None
-        self.previous: tuple | None = None  # (seq, grey image, point positions)
-        self.alive: np.ndarray | None = None
-        self.still_frames = np.zeros(0, int)  # per keyframe track: frames it stood still while the camera stood
-        self.hold_frames = 0  # frames the camera may still be taken to stand with its settled tracks hidden
-        self.displaced_frames = 0  # geometry frames in a row a standing camera's view was displaced
+        self.map = LocalMap(self.config.window_keyframes)
+        self.keyframe: Keyframe | None = None
+        self.previous: tuple | None = None  # (seq, stamp ns, grey image)
+        self.tracks = _Tracks()
+        self.k: np.ndarray | None = None
+        self.hold_until_ns = 0  # a standing camera whose settled tracks were hidden is taken to stand until then
+        self.displaced_since_ns: int | None = None  # since when a standing camera's view has been displaced
         self.last: MotionEstimate | None = None
-        self.motion = MotionModel(self.config)
+        self.velocity: np.ndarray | None = None  # (6,) rotation vector and translation per second, camera frame
+        self._last_stamp = 0
 
     # One frame ------------------------------------------------------------------
-    def step(self, seq: int, grey: np.ndarray, k: np.ndarray, depth_at, readout_world_from_camera: np.ndarray
-             ) -> MotionEstimate:
-        """Motion of frame `seq`: `grey` at geometry resolution with camera matrix `k`; `depth_at(points)` gives
-        the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's pose of this frame."""
+    def step(self, seq: int, stamp_ns: int, grey: np.ndarray, k: np.ndarray, depth_at,
+             readout_world_from_camera: np.ndarray) -> MotionEstimate:
+        """Motion of frame `seq` (stamped `stamp_ns`): `grey` at geometry resolution with camera matrix `k`;
+        `depth_at(points)` gives the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's
+        pose of this frame."""
         started = time.perf_counter()
+        if self.k is not None and not np.allclose(self.k, k):
+            self.log.info("egomotion: the camera matrix changed; the local map starts over")
+            last = self.last
+            self.reset()
+            self.last = last
+        self.k = np.asarray(k, np.float64)
         try:
-            estimate = self._step(seq, grey, k, depth_at, np.asarray(readout_world_from_camera, np.float64))
+            estimate = self._step(seq, stamp_ns, grey, depth_at, np.asarray(readout_world_from_camera, np.float64))
         finally:
             self.stats.seconds += time.perf_counter() - started
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
-        self.motion.record(seq, estimate)
+        self._update_velocity(estimate, stamp_ns)
         self.last = estimate
         return estimate
 
-    def _step(self, seq, grey, k, depth_at, readout) -> MotionEstimate:
+    def _step(self, seq, stamp_ns, grey, depth_at, readout) -> MotionEstimate:
         if self.keyframe is None or self.previous is None:
             start = np.eye(4) if self.last is None else self.last.world_from_camera
             covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
-            return self._start_keyframe(seq, grey, depth_at, start, readout, covariance, "standing")
-        # Frames skipped under load are no problem for pyramidal tracking; a long gap (a stream that stalled)
-        # is, and the readout bridges it.
-        if seq - self.previous[0] > self.config.max_gap_frames:
-            return self._readout_step(seq, grey, depth_at, readout, f"a gap of {seq - self.previous[0]} frames")
-        ids = np.flatnonzero(self.alive)
-        if len(ids) < self.config.min_inliers:
-            return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks left")
-        moved, ok = self.tracker.track(self.previous[1], grey, self.previous[2][ids])
-        positions = self.previous[2].copy()
-        positions[ids[ok]] = moved[ok]
-        self.alive[ids[~ok]] = False
-        self.previous = (seq, grey, positions)
-        ids = np.flatnonzero(self.alive)
-        if len(ids) < self.config.min_inliers and self.last.source == "standing" and self.hold_frames > 0:
-            # A standing camera whose view was suddenly hidden (a body right in front of the lens) still stands.
-            self.hold_frames -= 1
-            return self._stand(seq, grey, depth_at, positions, len(ids))
-        if len(ids) < self.config.min_inliers:
-            return self._readout_step(seq, grey, depth_at, readout, f"only {len(ids)} tracks survived")
-        a, b = self.keyframe.points[ids], positions[ids]
-        standing_px = self._standing_px(k)
-        standing = self._judge_standing(seq, grey, depth_at, positions, ids, np.linalg.norm(b - a, axis=1), standing_px)
+            return self._new_keyframe(seq, stamp_ns, grey, depth_at, start, covariance, readout, "standing")
+        gap_s = (stamp_ns - self.previous[1]) * 1e-9
+        if gap_s > self.config.max_gap_s:
+            return self._readout_step(seq, stamp_ns, grey, depth_at, readout, f"a gap of {gap_s:.2f} s")
+        predicted = self._predict(stamp_ns)
+        self._track(grey, predicted)
+        self.previous = (seq, stamp_ns, grey)
+        standing = self._judge_standing(seq, stamp_ns, grey, depth_at, gap_s)
         if standing is not None:
             return standing
-        fit = self._fit(ids, a, b, k, standing_px)
-        if isinstance(fit, str):
-            return self._readout_step(seq, grey, depth_at, readout, fit)
-        return self._compose(seq, grey, depth_at, readout, positions, fit, k)
+        located = self._locate(predicted)
+        if isinstance(located, str):
+            return self._readout_step(seq, stamp_ns, grey, depth_at, readout, located)
+        return self._compose(seq, stamp_ns, grey, depth_at, readout, *located)
 
-    def _judge_standing(self, seq, grey, depth_at, positions, ids, displacement, standing_px) -> MotionEstimate | None:
-        """This frame's estimate if the camera stands, else None (the motion is fitted)."""
-        # Tracks that have stood still for a while are the standing scene; they decide whether the camera
-        # still stands (a person walking close can bring most of the features, and move them all alike).
-        settled = self.still_frames[ids] >= self.config.settled_frames
-        if settled.sum() >= self.config.min_settled:
-            judged, self.hold_frames = displacement[settled], self.config.hidden_standing_frames
-        elif self.last.source == "standing" and self.hold_frames > 0:
-            # The settled tracks were just hidden (a body right in front of the lens): the camera is taken to
-            # stand for a few frames, while fresh tracks settle and movers drop out; a camera that really
-            # started moving is measured from the next keyframe on, a few frames late.
-            judged, self.hold_frames = np.zeros(1), self.hold_frames - 1
+    # Motion model and tracking ----------------------------------------------------
+    def _predict(self, stamp_ns: int) -> np.ndarray:
+        """The pose the constant-velocity motion model gives this frame."""
+        last = self.last.world_from_camera
+        if self.velocity is None:
+            return last.copy()
+        dt = (stamp_ns - self._last_stamp) * 1e-9
+        step = np.eye(4)
+        step[:3, :3] = Rotation.from_rotvec(self.velocity[:3] * dt).as_matrix()
+        step[:3, 3] = self.velocity[3:] * dt
+        return last @ step
+
+    def _update_velocity(self, estimate: MotionEstimate, stamp_ns: int) -> None:
+        dt = (stamp_ns - self._last_stamp) * 1e-9
+        if self.last is None or estimate.source == "readout" or dt <= 0:
+            self.velocity = None
         else:
-            judged, self.hold_frames = displacement, 0
+            step = inverse(self.last.world_from_camera) @ estimate.world_from_camera
+            self.velocity = np.concatenate([Rotation.from_matrix(step[:3, :3]).as_rotvec(), step[:3, 3]]) / dt
+        self._last_stamp = stamp_ns
+
+    def _track(self, grey: np.ndarray, predicted: np.ndarray) -> None:
+        """Follow the tracks into `grey`, searched first where the predicted pose puts their points (a car at 10 Hz
+        moves them tens of pixels), then, for those that fail, from where they were."""
+        if not len(self.tracks):
+            return
+        tracks, previous = self.tracks, self.previous[2]
+        guess = tracks.now.copy()
+        if self.velocity is not None:
+            world, usable, _, _ = self.map.positions(tracks.point)
+            local = (world[usable] - predicted[:3, 3]) @ predicted[:3, :3]
+            ahead = local[:, 2] > 1e-6
+            index = np.flatnonzero(usable)[ahead]
+            guess[index, 0] = self.k[0, 0] * local[ahead, 0] / local[ahead, 2] + self.k[0, 2]
+            guess[index, 1] = self.k[1, 1] * local[ahead, 1] / local[ahead, 2] + self.k[1, 2]
+        moved, ok = self.tracker.track(previous, grey, tracks.now, guess)
+        if (retry := np.flatnonzero(~ok)).size and self.velocity is not None:
+            moved[retry], ok[retry] = self.tracker.track(previous, grey, tracks.now[retry])
+        tracks.now = moved
+        tracks.keep(ok)
+
+    # Standing ---------------------------------------------------------------------
+    def _judge_standing(self, seq, stamp_ns, grey, depth_at, gap_s) -> MotionEstimate | None:
+        """This frame's estimate if the camera stands, else None (the frame is located)."""
+        tracks, config = self.tracks, self.config
+        if len(tracks) < config.min_inliers:
+            return self._hidden_or_none(seq, stamp_ns, grey, depth_at)
+        standing_px = angle_px(self.k, config.standing_deg)
+        displacement = np.linalg.norm(tracks.now - tracks.on_keyframe, axis=1)
+        # Tracks that have stood still for a while are the standing scene; they decide whether the camera
+        # still stands (a crowd walking close can bring most of the features, and move them all alike).
+        settled = tracks.still_s >= config.settled_s
+        if settled.sum() >= config.min_settled:
+            judged = displacement[settled]
+            self.hold_until_ns = stamp_ns + int(config.hidden_standing_s * 1e9)
+        elif self.last.source == "standing" and stamp_ns < self.hold_until_ns:
+            # The settled tracks were just hidden (a body right in front of the lens): the camera is taken to
+            # stand a little longer, while fresh tracks settle and movers drop out.
+            judged = np.zeros(1)
+        else:
+            judged = displacement
         judged_px = float(np.median(judged))
-        if self.last.source == "standing" and self._still_standing(judged_px, standing_px):
-            return self._stand(seq, grey, depth_at, positions, len(ids))
+        if self.last.source == "standing" and self._still_standing(judged_px, standing_px, stamp_ns):
+            return self._stand(seq, stamp_ns, grey, depth_at)
         if judged_px < standing_px:
-            # Most of the view stands: what moved well beyond the noise is an object moving on its own
-            # (people walking by), not tracked further; the keyframe is renewed in place when too few remain.
-            moving = displacement > self.config.moving_factor * standing_px
-            self.alive[ids[moving]] = False
-            self.still_frames[ids[~moving]] += 1
-            return self._stand(seq, grey, depth_at, positions, int((~moving).sum()))
+            # Most of the view stands: what moved well beyond the noise is an object moving on its own.
+            moving = displacement > config.moving_factor * standing_px
+            tracks.still_s[~moving] += gap_s
+            tracks.keep(~moving)
+            return self._stand(seq, stamp_ns, grey, depth_at)
         return None
 
-    def _fit(self, ids, a, b, k, standing_px: float) -> _Fit | str:
-        """The motion from the keyframe's tracks `a` to `b`, or why the geometry cannot give it."""
-        e, mask = cv2.findEssentialMat(a, b, k, method=cv2.USAC_ACCURATE, prob=0.999, threshold=self.config.ransac_px)
-        # The background must carry the fit: an essential matrix that explains under half of the tracks is a
-        # degenerate fit (too little baseline) or one of a moving object, not the camera's motion.
-        inlier = mask.ravel() > 0 if e is not None and e.shape == (3, 3) else np.zeros(len(a), bool)
-        if inlier.sum() < max(self.config.min_inliers, len(a) // 2):
-            r_only, keep = two_view.robust_rotation(a, b, k, self.config.ransac_px, self.config.min_inliers)
-            left = two_view.parallax(a[keep], b[keep], r_only, k)
-            if left >= standing_px:
-                return f"{inlier.sum()} of {len(a)} tracks fit"
-            self.alive[ids[~keep]] = False
-            return _Fit(r_only, np.zeros(3), "rotation", 0.0, int(keep.sum()), left, len(a))
-        # A generous distance limit: with a short baseline every point is far in baseline units.
-        inliers, r, t, pose_mask, _ = cv2.recoverPose(e, a, b, k, distanceThresh=1e6, mask=mask.copy())
-        self.alive[ids[~inlier]] = False  # outliers (moving objects, bad tracks) are not tracked on
-        depth = self.keyframe.depth[ids][inlier]
-        a, b = a[inlier], b[inlier]
-        r_only = two_view.procrustes(a, b, k)
-        left = two_view.parallax(a, b, r_only, k)  # what a rotation alone leaves unexplained
-        if left < standing_px:  # a rotation explains every displacement
-            return _Fit(r_only, np.zeros(3), "rotation", 0.0, len(a), left, len(a))
-        if left < angle_px(k, self.config.pnp_below_deg) and \
-                (pnp := two_view.pnp(a, b, k, depth, 2 * self.config.ransac_px, self.config.min_inliers)) is not None:
-            # Short baseline: the essential matrix cannot yet tell translation from rotation; the 4DS depth
-            # lifts the keyframe's tracks to 3D and PnP resolves it (DF-VO's choice at low parallax).
-            r, t, inliers, residual = pnp
-            return _Fit(r, t, "geometry", two_view.parallax(a, b, r, k), inliers, residual, len(a))
-        in_front = pose_mask.ravel()[inlier] > 0
-        if in_front.sum() < self.config.min_inliers:
-            return f"{in_front.sum()} points in front"
-        parallax = two_view.parallax(a, b, r, k)
-        residual = two_view.sampson_residual(e, a, b, k)
-        scale = two_view.depth_ratio_scale(a[in_front], b[in_front], r, t.ravel(), k, depth[in_front])
-        if scale is None:
-            return "no depth to scale the translation"
-        return _Fit(r, t.ravel() * scale, "geometry", parallax, int(in_front.sum()), residual, len(a))
+    def _hidden_or_none(self, seq, stamp_ns, grey, depth_at) -> MotionEstimate | None:
+        """A standing camera whose view was suddenly hidden still stands (until `hidden_standing_s` runs out)."""
+        if self.last.source == "standing" and stamp_ns < self.hold_until_ns:
+            return self._stand(seq, stamp_ns, grey, depth_at)
+        return None
 
-    def _compose(self, seq, grey, depth_at, readout, positions, fit: _Fit, k) -> MotionEstimate:
-        """The world pose of a fitted frame, its covariance, and a new keyframe where the view moved on."""
-        kf = self.keyframe
-        # x_current = R x_keyframe + t: the camera moved by the inverse.
-        points_motion = np.eye(4)
-        points_motion[:3, :3], points_motion[:3, 3] = fit.r, fit.t
-        relative = inverse(points_motion)
-        relative_cov = two_view.fit_covariance(fit.residual, fit.parallax, fit.tracks, k, float(np.linalg.norm(fit.t)))
-        source = fit.source
-        if self.mode == "fused":
-            readout_step = inverse(kf.readout_world_from_camera) @ readout
-            relative, relative_cov = blend(relative, relative_cov, readout_step, _readout_covariance(readout_step))
-            source = "fused"
-        pose = kf.world_from_camera @ relative
-        if source == "rotation":  # no translation measured: nothing to gate, and the position may lag
-            relative_cov = self.motion.held_position_covariance(seq, relative_cov, kf.world_from_camera[:3, 3])
-        elif self.motion.gate(seq, pose, relative_cov):
-            self.stats.clamped += 1
-        estimate = self._estimate(pose, kf.covariance + relative_cov, source, int(fit.inliers), fit.residual)
-        if fit.parallax > angle_px(k, self.config.keyframe_deg) or fit.inliers < self._renew_below(kf):
-            self._start_keyframe(seq, grey, depth_at, pose, readout, estimate.covariance, source, keep=positions)
-        return estimate
-
-    # Parts ------------------------------------------------------------------------
-    def _still_standing(self, displacement: float, standing_px: float) -> bool:
+    def _still_standing(self, displacement: float, standing_px: float, stamp_ns: int) -> bool:
         """A standing camera whose view is displaced beyond the standing threshold, but not yet for
-        `leave_standing_frames` frames nor by `leave_standing_factor` times it, is vibrating, not moving."""
+        `leave_standing_s` nor by `leave_standing_factor` times it, is vibrating, not moving."""
         if displacement < standing_px:
-            self.displaced_frames = 0
+            self.displaced_since_ns = None
             return False  # standing, judged as always (movers dropped, tracks settle)
-        self.displaced_frames += 1
-        return (self.displaced_frames < self.config.leave_standing_frames
+        if self.displaced_since_ns is None:
+            self.displaced_since_ns = stamp_ns
+        return ((stamp_ns - self.displaced_since_ns) * 1e-9 < self.config.leave_standing_s
                 and displacement < self.config.leave_standing_factor * standing_px)
 
-    def _stand(self, seq, grey, depth_at, positions, tracks: int) -> MotionEstimate:
+    def _stand(self, seq, stamp_ns, grey, depth_at) -> MotionEstimate:
         """The camera stands: exactly the keyframe's pose; the keyframe is renewed in place (what stood still
         stays settled) when too few of its tracks are left."""
         kf = self.keyframe
-        estimate = self._estimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", tracks, 0.0)
-        if tracks < self._renew_below(kf):
-            self._start_keyframe(seq, grey, depth_at, kf.world_from_camera, kf.readout_world_from_camera,
-                                 kf.covariance, "standing", keep=positions)
+        estimate = MotionEstimate(kf.world_from_camera.copy(), kf.covariance.copy(), "standing", len(self.tracks), 0.0)
+        if len(self.tracks) < self._renew_below():
+            self._new_keyframe(seq, stamp_ns, grey, depth_at, kf.world_from_camera, kf.covariance,
+                               kf.readout_world_from_camera, "standing")
         return estimate
 
-    def _renew_below(self, kf: _Keyframe) -> int:
-        """A keyframe with fewer usable tracks than this is replaced."""
-        return max(self.config.min_inliers * 2, len(kf.points) // 3)
+    # Location against the map -------------------------------------------------------
+    def _locate(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | str:
+        """(world-from-camera, its covariance, inliers, median error px) of this frame against the map points
+        of its tracks, or why it cannot be located. Outlier tracks are dropped."""
+        world, usable, origin, views = self.map.positions(self.tracks.point)
+        if usable.sum() < self.config.min_inliers:
+            return f"only {usable.sum()} tracks with a map point"
+        points, pixels = world[usable], self.tracks.now[usable].astype(np.float64)
+        along, sigma = self._depth_direction(predicted, points, origin[usable], views[usable])
+        pose, error = self._refine(predicted, points, pixels, along, sigma, robust=True)
+        inlier = error < np.sqrt(CHI2_2D_95)
+        if inlier.sum() < 0.5 * len(points):  # the prediction was no start: PnP with RANSAC from nothing
+            ok, rvec, tvec, index = cv2.solvePnPRansac(points, pixels, self.k, None,
+                                                       reprojectionError=float(np.sqrt(CHI2_2D_95) * np.median(sigma)),
+                                                       iterationsCount=200, confidence=0.999,
+                                                       flags=cv2.SOLVEPNP_EPNP)
+            if ok and index is not None and len(index) > inlier.sum():
+                camera_from_world = np.eye(4)
+                camera_from_world[:3, :3], camera_from_world[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
+                pose, error = self._refine(inverse(camera_from_world), points, pixels, along, sigma, robust=True)
+                inlier = error < np.sqrt(CHI2_2D_95)
+        if inlier.sum() < self.config.min_inliers:
+            return f"{inlier.sum()} of {len(points)} map points agree on a pose"
+        pose, error, covariance = self._refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier],
+                                               robust=False, covariance=True)
+        keep = np.ones(len(self.tracks), bool)
+        keep[np.flatnonzero(usable)[~inlier]] = False  # movers and tracks that slid are not followed further
+        self.tracks.keep(keep)
+        return pose, covariance, int(inlier.sum()), float(np.median(error) * self.config.noise_px)
 
-    def _standing_px(self, k: np.ndarray) -> float:
-        return angle_px(k, self.config.standing_deg)
+    def _depth_direction(self, pose: np.ndarray, points: np.ndarray, origin: np.ndarray, views: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """How a point's depth error moves its projection in a camera at `pose`: the image direction `(N, 2)` (its
+        epipolar line) and the error along it (px, one sigma, with the tracking noise). Across that line only the
+        tracking noise is left, so the epipolar constraint keeps its full weight however wrong the depth is. A
+        point only the 4DS depth placed is as good as that depth (`depth_prior_sigma`); each further keyframe that
+        saw it narrows that (first order, 1/sqrt(views))."""
+        log_sigma = self.config.depth_prior_sigma / np.sqrt(np.maximum(views, 1))
+        ends = []
+        for sign in (-1.0, 1.0):
+            moved = origin + (points - origin) * np.exp(sign * log_sigma)[:, None]
+            local = (moved - pose[:3, 3]) @ pose[:3, :3]
+            z = np.maximum(local[:, 2], 1e-6)
+            ends.append(np.stack([self.k[0, 0] * local[:, 0] / z, self.k[1, 1] * local[:, 1] / z], 1))
+        span = 0.5 * (ends[1] - ends[0])
+        depth_px = np.linalg.norm(span, axis=1)
+        direction = np.where(depth_px[:, None] > 1e-9, span / np.maximum(depth_px, 1e-9)[:, None], [1.0, 0.0])
+        return direction, np.sqrt(self.config.noise_px ** 2 + depth_px ** 2)
 
-    def _estimate(self, pose, covariance, source, inliers, residual) -> MotionEstimate:
+    def _refine(self, start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.ndarray, sigma: np.ndarray,
+                robust: bool, covariance: bool = False):
+        """The pose (world-from-camera, perturbed from `start` by a world-frame rotation vector and a position
+        offset) that best reprojects `points` onto `pixels`, each error weighed by `sigma` (px) in the direction
+        `along` and by the tracking noise across it; each point's whitened error (sigmas); the pose's covariance."""
+        k, noise = self.k, self.config.noise_px
+        across = np.stack([-along[:, 1], along[:, 0]], 1)
+        r0, c0 = start[:3, :3], start[:3, 3]
+
+        def pose_of(x):
+            out = np.eye(4)
+            out[:3, :3] = Rotation.from_rotvec(x[:3]).as_matrix() @ r0
+            out[:3, 3] = c0 + x[3:]
+            return out
+
+        def errors(x):
+            pose = pose_of(x)
+            local = (points - pose[:3, 3]) @ pose[:3, :3]
+            z = np.maximum(local[:, 2], 1e-6)
+            u = k[0, 0] * local[:, 0] / z + k[0, 2] - pixels[:, 0]
+            v = k[1, 1] * local[:, 1] / z + k[1, 2] - pixels[:, 1]
+            e = np.stack([u, v], 1)
+            return np.stack([np.sum(e * along, 1) / sigma, np.sum(e * across, 1) / noise], 1)
+
+        fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), method="trf",
+                            loss="huber" if robust else "linear", f_scale=np.sqrt(CHI2_2D_95), max_nfev=50)
+        pose, error = pose_of(fit.x), np.linalg.norm(errors(fit.x), axis=1)
+        if not covariance:
+            return pose, error
+        information = fit.jac.T @ fit.jac
+        rotation_position = np.linalg.pinv(information)  # whitened residuals: the inverse is the covariance
+        order = [3, 4, 5, 0, 1, 2]  # -> x, y, z, rotation about x, y, z
+        return pose, error, rotation_position[np.ix_(order, order)]
+
+    def _compose(self, seq, stamp_ns, grey, depth_at, readout, pose, covariance, inliers, residual) -> MotionEstimate:
+        """The located frame's estimate, and a new keyframe where the view moved on."""
+        kf, source = self.keyframe, "geometry"
+        if self.mode == "fused":
+            relative = inverse(kf.world_from_camera) @ pose
+            readout_step = inverse(kf.readout_world_from_camera) @ readout
+            relative, covariance = blend(relative, covariance, readout_step, _readout_covariance(readout_step))
+            pose, source = kf.world_from_camera @ relative, "fused"
+        covariance = kf.covariance + covariance
+        # Parallax left once the rotation between the keyframe and this frame is taken out.
+        rotation = pose[:3, :3].T @ kf.world_from_camera[:3, :3]
+        parallax = two_view.parallax(self.tracks.on_keyframe, self.tracks.now, rotation, self.k)
+        if parallax > angle_px(self.k, self.config.keyframe_deg) or len(self.tracks) < self._renew_below():
+            return self._new_keyframe(seq, stamp_ns, grey, depth_at, pose, covariance, readout, source, inliers)
         self.stats.last_inliers = inliers
         return MotionEstimate(pose, covariance, source, inliers, residual)
 
-    def _readout_step(self, seq, grey, depth_at, readout, reason: str) -> MotionEstimate:
-        """The readout's motion since the keyframe; the frame becomes the next keyframe."""
+    # Keyframes ----------------------------------------------------------------------
+    def _renew_below(self) -> int:
+        """A keyframe with fewer tracks than this is replaced."""
+        return max(self.config.min_inliers * 2, self.config.features // 3)
+
+    def _readout_step(self, seq, stamp_ns, grey, depth_at, readout, reason: str) -> MotionEstimate:
+        """The readout's motion since the keyframe; the frame starts a new map (points placed from a guessed pose
+        would not agree with the old ones)."""
         kf = self.keyframe
         step = inverse(kf.readout_world_from_camera) @ readout
-        pose = kf.world_from_camera @ step
-        covariance = kf.covariance + _readout_covariance(step)
         now = time.monotonic()
-        if now - self._last_fallback_log > 5.0:  # at a bounded rate
+        if now - self._last_fallback_log > -5.0:  # at a bounded rate
             self._last_fallback_log = now
             self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
-        return self._start_keyframe(seq, grey, depth_at, pose, readout, covariance, "readout")
+        self.map, self.tracks = LocalMap(self.config.window_keyframes), _Tracks()
+        return self._new_keyframe(seq, stamp_ns, grey, depth_at, kf.world_from_camera @ step,
+                                  kf.covariance + _readout_covariance(step), readout, "readout")
 
-    def _start_keyframe(self, seq, grey, depth_at, pose, readout, covariance, source, keep=None) -> MotionEstimate:
-        existing = keep[self.alive] if keep is not None and self.alive is not None else np.zeros((0, 2))
-        fresh = _corners(grey, existing, self.config.features - len(existing))
-        points = np.concatenate([existing, fresh]).astype(np.float32)
-        # How long each track has stood still carries over while the camera stands; motion resets it.
-        standing = keep is not None and source == "standing"
-        still = self.still_frames[self.alive] if standing else np.zeros(len(existing), int)
-        self.still_frames = np.concatenate([still, np.zeros(len(fresh), int)])
-        depth = np.asarray(depth_at(points) if len(points) else np.zeros(0), np.float64)
-        if (known := np.isfinite(depth) & (depth > 0)).any():
-            self.motion.scene_depths.append(float(np.median(depth[known])))
-        self.keyframe = _Keyframe(seq, pose, readout, covariance, points, depth)
-        self.previous = (seq, grey, points.copy())
-        self.alive = np.ones(len(points), bool)
+    def _new_keyframe(self, seq, stamp_ns, grey, depth_at, pose, covariance, readout, source,
+                      inliers: int = 0) -> MotionEstimate:
+        """This frame as a keyframe: its tracks observe their points, fresh corners start new points at the model's
+        depth, and the recent keyframes are bundle-adjusted (not while the camera stands: nothing new to see)."""
+        tracks = self.tracks
+        kf = self.map.add_keyframe(seq, stamp_ns, pose, covariance, readout)
+        self.map.observe(kf, tracks.point, tracks.now)
+        fresh = _corners(grey, tracks.now, self.config.features - len(tracks))
+        depth = np.asarray(depth_at(fresh) if len(fresh) else np.zeros(0), np.float64)
+        ids = self.map.add_points(kf, fresh, depth, self.k)
+        standing = source == "standing"
+        tracks.now = np.concatenate([tracks.now, fresh]).astype(np.float32)
+        tracks.on_keyframe = tracks.now.copy()
+        tracks.point = np.concatenate([tracks.point, ids])
+        tracks.still_s = np.concatenate([tracks.still_s if standing else np.zeros(len(tracks.point) - len(ids)),
+                                         np.zeros(len(ids))])
+        self.keyframe = kf
+        self.previous = (seq, stamp_ns, grey)
         self.stats.keyframes += 1
-        return self._estimate(pose, covariance, source, len(points), 0.0)
+        if source in ("geometry", "fused") and len(self.map.keyframes) > 1:
+            started = time.perf_counter()
+            bundle_adjustment.adjust(self.map, self.k, self.config.noise_px, self.config.depth_prior_sigma,
+                                     self.config.depth_scale_sigma, self.config.adjustment_iterations)
+            self.stats.adjustment_seconds += time.perf_counter() - started
+            self.stats.bundle_adjustments += 1
+        self.map.prune(tracks.point)
+        self.stats.last_inliers = inliers or len(tracks)
+        return MotionEstimate(kf.world_from_camera.copy(), covariance, source, self.stats.last_inliers, 0.0)
 
 
 def _corners(grey: np.ndarray, existing: np.ndarray, want: int) -> np.ndarray:
-    """Up to `want` new Shi-Tomasi corners of `grey`, spaced from each other and from the `existing` tracks."""
+    """Up to `want` new Shi-Tomasi corners of `grey`, spaced from each other and from the `existing` tracks, and
+    spread over a grid of `GRID_CELLS` cells (a textured corner of the view does not take them all)."""
+    if want <= 0:
+        return np.zeros((0, 2), np.float32)
+    h, w = grey.shape
+    spacing = max(3, int(np.sqrt(h * w / (4.0 * (len(existing) + want)))))
     mask = np.full(grey.shape, 255, np.uint8)
-    spacing = max(4, int(min(grey.shape) / 25))
     for x, y in existing:
         cv2.circle(mask, (int(round(x)), int(round(y))), spacing, 0, -1)
-    corners = cv2.goodFeaturesToTrack(grey, maxCorners=max(want, 1), qualityLevel=0.01, minDistance=spacing,
-                                      mask=mask) if want > 0 else None
-    return corners.reshape(-1, 2) if corners is not None else np.zeros((0, 2), np.float32)
-
-
-class MotionModel:
-    """The recent speed of the camera, from its measured translations: the speed gate and the doubt of a held
-    position (see the module's text)."""
-
-    def __init__(self, config: EgomotionConfig):
-        self.config = config
-        self.measured: tuple[int, np.ndarray] | None = None  # (seq, position) of the last measured translation
-        self.speeds: deque[float] = deque(maxlen=config.speed_history)  # recent measured steps, per frame
-        self.scene_depths: deque[float] = deque(maxlen=config.speed_history)  # recent keyframes' median depth
-
-    def record(self, seq: int, estimate: MotionEstimate) -> None:
-        # Speeds come from measured translations only: a pure rotation's pose keeps the keyframe's position (its
-        # translation is too small to measure, not zero), and the readout's motion is a coarse guess.
-        if estimate.source in ("geometry", "fused", "standing"):
-            position = estimate.world_from_camera[:3, 3].copy()
-            if self.measured is not None:
-                self.speeds.append(float(np.linalg.norm(position - self.measured[1])) / max(1, seq - self.measured[0]))
-            self.measured = (seq, position)
-
-    def gate(self, seq: int, pose: np.ndarray, covariance: np.ndarray) -> bool:
-        """Clamp `pose`'s step from the last measured position to the plausible length, growing `covariance` by
-        what was cut (both this frame's own, changed in place); whether it was clamped."""
-        if not self.config.speed_gate or self.measured is None or not self.scene_depths:
-            return False
-        frames = max(1, seq - self.measured[0])
-        # Over several keyframes: one keyframe whose depth is wrong (the fault the gate is for) cannot lift it.
-        floor = float(np.median(self.scene_depths)) * np.tan(np.radians(self.config.speed_floor_deg))
-        speed = float(np.median(self.speeds)) if self.speeds else 0.0
-        limit = (self.config.speed_gate * speed + floor) * frames
-        start = self.measured[1]
-        step = pose[:3, 3] - start
-        length = float(np.linalg.norm(step))
-        if length <= limit:
-            return False
-        pose[:3, 3] = start + step * (limit / length)
-        _grow_translation_variance(covariance, length - limit)
-        return True
-
-    def held_position_covariance(self, seq: int, covariance: np.ndarray, keyframe_position: np.ndarray) -> np.ndarray:
-        """`covariance` of a pure rotation's frame, which keeps the keyframe's position, grown by how far a camera
-        moving at its recent median speed would have gone since: from the keyframe to the last measured position,
-        and on from there for the frames since. A camera that stood before it turned adds nothing; one that walks
-        steadily (whose frames right after a keyframe show too little parallax to measure) says that its
-        position is held, not known. `covariance` is this frame's own and is changed in place."""
-        if self.measured is None or not self.speeds:
-            return covariance
-        lag = float(np.linalg.norm(self.measured[1] - keyframe_position))
-        lag += float(np.median(self.speeds)) * (seq - self.measured[0])
-        return _grow_translation_variance(covariance, lag)
+    found = cv2.goodFeaturesToTrack(grey, maxCorners=4 * want, qualityLevel=0.01, minDistance=spacing, mask=mask)
+    if found is None:
+        return np.zeros((0, 2), np.float32)
+    found = found.reshape(-1, 2)
+    cols = max(1, int(round(np.sqrt(GRID_CELLS * w / h))))
+    rows = max(1, GRID_CELLS // cols)
+    cell = lambda p: (np.minimum((p[:, 1] * rows / h).astype(int), rows - 1) * cols  # noqa: E731
+                      + np.minimum((p[:, 0] * cols / w).astype(int), cols - 1))
+    count = np.bincount(cell(existing), minlength=rows * cols) if len(existing) else np.zeros(rows * cols, int)
+    quota = int(np.ceil((len(existing) + want) / (rows * cols)))
+    chosen = []
+    for i, c in enumerate(cell(found)):  # strongest first (goodFeaturesToTrack's order)
+        if count[c] < quota:
+            count[c] += 1
+            chosen.append(i)
+            if len(chosen) == want:
+                break
+    if len(chosen) < want:  # a textureless part of the view: the rest of the corners fill in
+        rest = np.setdiff1d(np.arange(len(found)), chosen)[:want - len(chosen)]
+        chosen += rest.tolist()
+    return found[chosen].astype(np.float32)

@@ -141,15 +141,22 @@ _TO_GREY = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2
             "bgra8": cv2.COLOR_BGRA2GRAY}
 
 
+def geometry_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a `height` x `width` frame shrunk to at most `max_pixels`, its aspect kept."""
+    scale = min(1.0, float(np.sqrt(max_pixels / (height * width))))
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
 class GeometryFrames:
-    """Grey copies of the newest camera frames, at most `max_width` wide, for the geometric stage.
+    """Grey copies of the newest camera frames, at most `max_pixels` each, for the geometric stage.
 
     The model sees a few dozen pixels a side; tracking and two-view geometry want the camera's detail.
-    Resizing once on arrival keeps their cost independent of the camera's resolution.
+    Resizing once on arrival keeps their cost independent of the camera's resolution. A pixel budget, not a
+    width: a wide image (1241x376) keeps its rows (a width of 320 would leave 97 of them).
     """
 
-    def __init__(self, capacity: int, max_width: int):
-        self.capacity, self.max_width = capacity, max_width
+    def __init__(self, capacity: int, max_pixels: int):
+        self.capacity, self.max_pixels = capacity, max_pixels
         self.frames: np.ndarray | None = None
         self.source_size: tuple[int, int] | None = None
         self._scratch: np.ndarray | None = None
@@ -162,8 +169,7 @@ class GeometryFrames:
     def write(self, view: np.ndarray, encoding: str, seq: int) -> None:
         src_h, src_w = view.shape[:2]
         if self.source_size != (src_h, src_w):
-            width = min(self.max_width, src_w)
-            height = max(1, int(round(src_h * width / src_w)))
+            height, width = geometry_size(src_h, src_w, self.max_pixels)
             self.frames = np.zeros((self.capacity, height, width), np.uint8)
             self.source_size = (src_h, src_w)
             self._scratch = np.empty((src_h, src_w), np.uint8)

@@ -92,7 +92,8 @@ class GeometryStage:
                 x, y = window.geometry_map.to_source(points[:, 0], points[:, 1])
                 x, y = window.pixel_map.to_model(x, y)
                 return depth_at_pixels(depth[i], x, y)
-            estimate = self.odometry.step(o.info.seq, window.grey[i], k, depth_at, result.readout_poses[o.info.seq])
+            estimate = self.odometry.step(o.info.seq, o.info.stamp_ns, window.grey[i], k, depth_at,
+                                          result.readout_poses[o.info.seq])
             o.world_from_camera, o.pose_covariance = estimate.world_from_camera, estimate.covariance
             o.egomotion_source = estimate.source
             for skipped in pending:
@@ -117,7 +118,7 @@ class GeometryStage:
         # The window's frames are references before the newest is measured: the nearest frame that gives the
         # baseline keeps the flow short (a fast camera moves tens of pixels a frame).
         for i, out in new:
-            if out.egomotion_source in ("geometry", "fused", "rotation"):
+            if out.egomotion_source in ("geometry", "fused"):
                 self.flow_depth.remember(window.grey[i], out.world_from_camera)
         # Only a measured translation triangulates: a pure rotation's pose has none by construction.
         if last.egomotion_source in ("geometry", "fused") and self.flow_depth.fine_enough(k):

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import images
 from .camera import PixelMap, Rectifier
-from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, shrink, shrink_factor, shrink_map
+from .frames import FrameInfo, FramePreprocessor, FrameRing, GeometryFrames, geometry_size, shrink, shrink_factor, \
+    shrink_map
 from .output import StreamStats
 from .settings import StreamConfig
 
@@ -51,7 +52,7 @@ class FrameIntake:
         self.model_size = (height, width)
         self.preprocess = FramePreprocessor(height, width, config.resize_policy)
         self.ring = FrameRing(config.window_len, height, width)
-        self.geometry = GeometryFrames(config.window_len, config.geometry_width) if needs_geometry else None
+        self.geometry = GeometryFrames(config.window_len, config.geometry_pixels) if needs_geometry else None
         self.epoch = 0
         self._size: tuple[int, int] | None = None  # (height, width) of the current stream's camera images
         self._last_stamp: int | None = None
@@ -163,7 +164,8 @@ class FrameIntake:
 
     def _shrink_factor(self, height: int, width: int) -> int:
         """Frames are shrunk on arrival to what the model (twice its size, for the final area resize) and the
-        geometric stage (`geometry_width`) need."""
+        geometric stage (`geometry_pixels`) need."""
         model_h, model_w = self.model_size
-        need_w = max(2 * model_w, self.config.geometry_width if self.geometry is not None else 0)
+        geometry_w = geometry_size(height, width, self.config.geometry_pixels)[1] if self.geometry is not None else 0
+        need_w = max(2 * model_w, geometry_w)
         return shrink_factor(height, width, 2 * model_h, need_w)

@@ -19,7 +19,7 @@ class FrameOutput:
     depth: np.ndarray | None = None  # (h, w) float32 metres at model resolution
     world_from_camera: np.ndarray | None = None  # (4, 4)
     pose_covariance: np.ndarray | None = None  # (6, 6): x, y, z, rotation about x, y, z (nav_msgs/Odometry order)
-    egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, rotation, readout
+    egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, fused, readout, interpolated
     points: TrackFrame | None = None
     boxes: TrackFrame | None = None
 

@@ -99,8 +99,10 @@ class StreamingPipeline:
             e = odometry.stats
             values.update({"egomotion_last_source": odometry.last.source if odometry.last else "none",
                            "egomotion_last_inliers": e.last_inliers, "egomotion_keyframes": e.keyframes,
-                           "egomotion_steps_clamped": e.clamped,
+                           "egomotion_bundle_adjustments": e.bundle_adjustments,
                            "egomotion_ms_per_frame": f"{1e3 * e.seconds / max(e.frames, 1):.1f}",
+                           "egomotion_ms_per_adjustment":
+                               f"{1e3 * e.adjustment_seconds / max(e.bundle_adjustments, 1):.1f}",
                            **{f"egomotion_frames_{k}": v for k, v in e.by_source.items()}})
         return values
 

@@ -5,8 +5,8 @@ The node's ROS parameters, `config/perception.yaml` and the `eval` / `replay` fl
 written here and nowhere else. Settings of the stream are top-level names (`window_hop`); the thresholds of the
 geometric stage are grouped (`odometry.standing_deg`, `depth_fusion.sigma`, `flow_depth.baseline`).
 
-Pixel thresholds of the geometric stage are pixels of its grey frames (`geometry_width` wide): at the default
-320 pixels across a 60-degree view, one pixel is about 0.19 degrees.
+The geometric stage works on grey frames of at most `geometry_pixels` (320x240 by default). Its thresholds are
+angles (degrees) and pixels at that resolution.
 """
 from __future__ import annotations
 
@@ -71,9 +71,10 @@ def _rows(cls, prefix: str = "") -> list[Setting]:
 
 @dataclass
 class EgomotionConfig(_Checked):
-    """The keyframe odometry's thresholds (`egomotion.py`): ROS parameters `odometry.<name>`."""
+    """The local-map odometry's settings (`egomotion.py`): ROS parameters `odometry.<name>`."""
 
-    features: int = setting(120, "tracks", "corners tracked per keyframe", (15, 10000))
+    features: int = setting(300, "tracks", "tracks kept alive, fresh corners spread over the image at each "
+                            "keyframe", (15, 10000))
     standing_deg: float = setting(
         0.25, "deg", "a camera whose features moved less than this from the keyframe stands still (vibration, "
         "tracking noise); a motion that continues is measured once it is larger", (0.0, 10.0))
@@ -82,38 +83,37 @@ class EgomotionConfig(_Checked):
     moving_factor: float = setting(
         4.0, "x standing_deg", "while the camera stands, a track displaced by more than this is on an object "
         "moving by itself and is dropped", (1.0, 1000.0))
-    leave_standing_frames: int = setting(
-        3, "frames", "a standing camera moves only once its view stays displaced this many frames in a row (a "
-        "standing robot vibrates and its view swings back) ...", (1, 10**9))
+    leave_standing_s: float = setting(
+        0.1, "s", "a standing camera moves only once its view stays displaced this long (a standing robot "
+        "vibrates and its view swings back) ...", (0.0, 3600.0))
     leave_standing_factor: float = setting(
         2.0, "x standing_deg", "... or at once beyond this many times the standing threshold", (1.0, 1000.0))
-    settled_frames: int = setting(
-        5, "frames", "frames a track stood still (the camera standing) before it speaks for the standing scene",
-        (0, 10**9))
+    settled_s: float = setting(
+        0.2, "s", "how long a track stood still (the camera standing) before it speaks for the standing scene",
+        (0.0, 3600.0))
     min_settled: int = setting(5, "tracks", "settled tracks enough to speak for the scene (a body close by may "
                                "hide the rest)", (1, 10000))
-    hidden_standing_frames: int = setting(
-        15, "frames", "a standing camera whose settled tracks were all hidden (a body in front of the lens) is "
-        "taken to stand this long", (0, 10**9))
-    max_gap_frames: int = setting(16, "frames", "a longer gap between two tracked frames restarts the tracking",
-                                  (1, 10**9))
-    pnp_below_deg: float = setting(
-        1.0, "deg", "below this parallax the depth-lifted tracks (PnP) give the motion, not the essential matrix",
-        (0.0, 45.0))
+    hidden_standing_s: float = setting(
+        0.5, "s", "a standing camera whose settled tracks were all hidden (a body in front of the lens) is "
+        "taken to stand this long", (0.0, 3600.0))
+    max_gap_s: float = setting(0.5, "s", "a longer gap between two tracked frames restarts the tracking (the "
+                               "pose readout bridges it)", (0.0, 3600.0))
     min_inliers: int = setting(15, "tracks", "fewer tracks or inliers than this: the pose readout answers",
                                (5, 10000))
-    ransac_px: float = setting(1.0, "px", "RANSAC threshold of the essential matrix (PnP: twice this)",
-                               (0.01, 100.0))
+    noise_px: float = setting(1.0, "px", "tracking noise (one sigma) of a feature on the geometry frames; "
+                              "outliers lie beyond the chi-square 95% bound, 2.45 sigma", (0.01, 100.0))
     forward_backward_px: float = setting(1.0, "px", "Lucas-Kanade forward-backward check of the odometry's tracks",
                                          (0.01, 100.0))
-    speed_gate: float = setting(
-        3.0, "x median speed", "a step may be this many times the median speed of the recent measured steps "
-        "(plus speed_floor_deg); longer steps are clamped (0: no gate)", (0.0, 1000.0))
-    speed_floor_deg: float = setting(
-        0.5, "deg", "the gate's floor: the length this angle spans at the recent keyframes' median depth, per "
-        "frame (lets a camera start from rest)", (0.0, 45.0))
-    speed_history: int = setting(8, "steps", "measured steps (and keyframe depths) the speed gate remembers",
-                                 (1, 10000))
+    window_keyframes: int = setting(6, "keyframes", "recent keyframes bundle-adjusted together (the oldest "
+                                    "holds the gauge)", (2, 100))
+    depth_prior_sigma: float = setting(
+        0.3, "log depth", "the 4DS depth's error within a frame, as a prior on each map point (AbsRel 0.2-0.3 "
+        "after median alignment, measured on real footage)", (0.001, 10.0))
+    depth_scale_sigma: float = setting(
+        0.1, "log depth", "how much the 4DS depth's scale may differ from one keyframe to the next (the window's "
+        "scale is their mean)", (0.001, 10.0))
+    adjustment_iterations: int = setting(10, "iterations", "Levenberg-Marquardt iterations of a bundle "
+                                         "adjustment", (1, 1000))
 
 
 @dataclass
@@ -199,8 +199,9 @@ class StreamConfig(_Checked):
     rectify: bool = setting(True, "", "undistort frames whose camera_info has a distortion model (plumb_bob, "
                             "rational_polynomial, equidistant), as image_proc would; off for cameras already "
                             "rectified")
-    geometry_width: int = setting(320, "px", "width of the grey frames the geometric stage tracks on (at most "
-                                  "the camera's)", (32, 8192))
+    geometry_pixels: int = setting(
+        76_800, "pixels", "size of the grey frames the geometric stage tracks on (at most the camera's; 320x240 "
+        "for a 4:3 camera, 503x152 for KITTI's 1241x376): tracking costs what the pixels cost", (1024, 10**8))
     max_image_pixels: int = setting(50_000_000, "pixels", "images with more pixels are rejected (a log line) "
                                     "before anything is allocated for them", (1, 2_000_000_000))
     odometry: EgomotionConfig = field(default_factory=EgomotionConfig)

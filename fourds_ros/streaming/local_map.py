@@ -1,0 +1,107 @@
+"""The egomotion's local map: keyframes and the 3D points seen in them (after ORB-SLAM's local mapping).
+
+A point is made where a track starts, on a keyframe (its anchor), at the depth the 4DS model gives there: that
+depth is the point's prior (metric scale, and conditioning where two views say little, as in forward motion).
+Every later keyframe that still tracks it adds an observation. Bundle adjustment (`bundle_adjustment.py`)
+moves the recent keyframes and their points; frames between keyframes are located against the points.
+
+Bounded by construction: keyframes beyond the adjusted window and points no track and no kept keyframe sees
+are dropped (`prune`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .geometry import ray_points
+
+
+@dataclass
+class Keyframe:
+    id: int
+    seq: int
+    stamp_ns: int
+    world_from_camera: np.ndarray  # (4, 4), moved by bundle adjustment
+    covariance: np.ndarray  # (6, 6) of the pose as the tracking gave it
+    readout_world_from_camera: np.ndarray  # the 4DS pose readout's pose of this frame
+
+
+@dataclass
+class MapPoint:
+    anchor: int  # keyframe id where the track started
+    pixel: np.ndarray  # (2,) on the anchor
+    prior_range: float  # distance from the anchor camera by the 4DS depth (NaN: none)
+    position: np.ndarray  # (3,) world
+    origin: np.ndarray  # (3,) the anchor camera's centre when the point was made: its depth is along origin->position
+    observations: dict[int, np.ndarray] = field(default_factory=dict)  # keyframe id -> (2,) pixel
+    bad: bool = False  # rejected by bundle adjustment (a mover, a track that slid)
+
+
+class LocalMap:
+    def __init__(self, window: int):
+        self.window = window  # keyframes adjusted together
+        self.keyframes: dict[int, Keyframe] = {}
+        self.points: dict[int, MapPoint] = {}
+        self._next_keyframe = self._next_point = 0
+
+    @property
+    def newest(self) -> Keyframe | None:
+        return self.keyframes[max(self.keyframes)] if self.keyframes else None
+
+    def add_keyframe(self, seq: int, stamp_ns: int, pose: np.ndarray, covariance: np.ndarray,
+                     readout: np.ndarray) -> Keyframe:
+        kf = Keyframe(self._next_keyframe, seq, stamp_ns, pose.copy(), covariance.copy(), readout.copy())
+        self.keyframes[kf.id] = kf
+        self._next_keyframe += 1
+        return kf
+
+    def add_points(self, kf: Keyframe, pixels: np.ndarray, depth: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """New points for tracks starting at `pixels` on `kf`, at the model's `depth` (NaN: the median of the
+        rest, with no prior); their ids."""
+        known = np.isfinite(depth) & (depth > 0)
+        fill = float(np.median(depth[known])) if known.any() else 1.0
+        z = np.where(known, depth, fill)
+        local = ray_points(pixels[:, 0].astype(np.float64), pixels[:, 1].astype(np.float64), z, k)
+        world = local @ kf.world_from_camera[:3, :3].T + kf.world_from_camera[:3, 3]
+        ranges = np.where(known, np.linalg.norm(local, axis=1), np.nan)
+        ids = np.arange(self._next_point, self._next_point + len(pixels))
+        for i, pid in enumerate(ids):
+            pixel = pixels[i].astype(np.float64)
+            self.points[int(pid)] = MapPoint(kf.id, pixel, float(ranges[i]), world[i], kf.world_from_camera[:3, 3].copy(),
+                                             {kf.id: pixel})
+        self._next_point += len(pixels)
+        return ids
+
+    def observe(self, kf: Keyframe, ids: np.ndarray, pixels: np.ndarray) -> None:
+        for pid, pixel in zip(ids, pixels):
+            point = self.points.get(int(pid))
+            if point is not None:
+                point.observations[kf.id] = pixel.astype(np.float64)
+
+    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """World positions `(N, 3)` of points `ids`, which of them are usable (not rejected, and placed by a depth
+        prior or by two observations), their origins `(N, 3)` and the keyframes that observe them `(N,)`."""
+        out, origin = np.full((len(ids), 3), np.nan), np.full((len(ids), 3), np.nan)
+        usable, views = np.zeros(len(ids), bool), np.zeros(len(ids), int)
+        for i, pid in enumerate(ids):
+            point = self.points.get(int(pid))
+            if point is not None and not point.bad and (np.isfinite(point.prior_range) or len(point.observations) > 1):
+                out[i], origin[i], usable[i], views[i] = point.position, point.origin, True, len(point.observations)
+        return out, usable, origin, views
+
+    def recent(self) -> list[Keyframe]:
+        """The keyframes bundle adjustment moves, oldest first (the oldest of them holds the gauge)."""
+        return [self.keyframes[i] for i in sorted(self.keyframes)[-self.window:]]
+
+    def prune(self, tracked: np.ndarray) -> None:
+        """Drop keyframes older than the window and points that neither a live track nor a kept keyframe sees."""
+        keep = set(sorted(self.keyframes)[-self.window:])
+        for kid in [kid for kid in self.keyframes if kid not in keep]:
+            del self.keyframes[kid]
+        alive = set(int(p) for p in tracked)
+        for pid in list(self.points):
+            point = self.points[pid]
+            point.observations = {kid: px for kid, px in point.observations.items() if kid in keep}
+            if pid not in alive and not point.observations:
+                del self.points[pid]
