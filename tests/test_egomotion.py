@@ -12,25 +12,41 @@ from room_render import look, render
 
 K = np.array([[150.0, 0, 79.5], [0, 150.0, 59.5], [0, 0, 1]])
 SIZE = (120, 160)
+FRAME_NS = 33_333_333  # 30 Hz
 
 
 def run(poses: list[np.ndarray], boxes=None, readout=None, mode="geometric", frames=None, box_half=0.35,
-        depth_factor=lambda i: 1.0, **config):
+        depth_factor=lambda i: 1.0, k=K, size=SIZE, frame_ns=FRAME_NS, depth_error=0.0, **config):
     """Odometry over rendered frames; the readout (if not given) is a wrong guess: the identity. The depth the
-    odometry is given is the rendered one times `depth_factor(frame)`."""
+    odometry is given is the rendered one times `depth_factor(frame)`, and with `depth_error` a smooth error
+    field of that many log units (one sigma), new each frame, as a learned depth's."""
     odometry = GeometricOdometry(EgomotionConfig(**config), mode)
+    rng = np.random.default_rng(7)
     out = []
     for i, pose in enumerate(poses):
         if frames is not None:
             grey, depth = frames[i]
         else:
-            grey, depth = render(pose, K, SIZE, None if boxes is None else boxes[i], box_half)
+            grey, depth = render(pose, k, size, None if boxes is None else boxes[i], box_half)
+        if depth_error:
+            import cv2
+            field = cv2.resize(rng.normal(0, depth_error, (3, 4)), (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+            depth = depth * np.exp(field)
 
         def depth_at(points, depth=depth, factor=depth_factor(i)):
-            return factor * depth[np.clip(np.round(points[:, 1]).astype(int), 0, SIZE[0] - 1),
-                                  np.clip(np.round(points[:, 0]).astype(int), 0, SIZE[1] - 1)].astype(np.float64)
-        out.append(odometry.step(i, grey, K, depth_at, np.eye(4) if readout is None else readout[i]))
+            return factor * depth[np.clip(np.round(points[:, 1]).astype(int), 0, size[0] - 1),
+                                  np.clip(np.round(points[:, 0]).astype(int), 0, size[1] - 1)].astype(np.float64)
+        out.append(odometry.step(i, i * frame_ns, grey, k, depth_at, np.eye(4) if readout is None else readout[i]))
     return out, odometry
+
+
+def scale_aligned_errors(estimates, truth) -> tuple[np.ndarray, float]:
+    """Position errors after the one scale that best fits the estimated path to the true one (the depth's scale
+    is the model's, not the world's), and that scale."""
+    est = np.array([e.world_from_camera[:3, 3] for e in estimates])
+    ref = np.array([p[:3, 3] for p in relative(truth)])
+    scale = float(np.sum(est * ref) / max(np.sum(est * est), 1e-12))
+    return np.linalg.norm(scale * est - ref, axis=1), scale
 
 
 def relative(poses):
@@ -52,9 +68,11 @@ def test_pure_rotation_gives_the_rotation_and_no_translation():
     truth = [look(0.6 * i) for i in range(16)]
     estimates, odometry = run(truth)
     for est, ref in zip(estimates, relative(truth)):
-        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 0.15
-        assert np.linalg.norm(est.world_from_camera[:3, 3]) < 0.01
-    assert odometry.stats.by_source["rotation"] >= 10
+        # Under a pixel of this camera (0.38 degrees a pixel): a rotation is located with the full pose, not
+        # assumed, so a little of it can trade for sideways translation (a pixel at the room's 2 m is 1.4 cm).
+        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 0.3
+        assert np.linalg.norm(est.world_from_camera[:3, 3]) < 0.025
+    assert odometry.stats.by_source["readout"] == 0
 
 
 def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_through_the_view():
@@ -66,61 +84,105 @@ def test_a_standing_camera_reports_exactly_no_motion_while_an_object_moves_throu
     assert odometry.stats.by_source["readout"] == 0
 
 
-@pytest.mark.parametrize("speed_gate", [3.0, 0.0])
-def test_the_speed_gate_clamps_the_steps_a_wrong_depth_throws(speed_gate):
-    """A brisk walk (keyframes every few frames); the depth given for the keyframe started on frame 8 reads ten
-    times too far (the model misjudging one view), which scales the steps measured from it tenfold. With the
-    gate those steps stay near the recent speed and the walk goes on the right way; without it, they jump. (A
-    frame taken for a pure rotation keeps the keyframe's position, so the step after it spans two frames.)"""
+def test_forward_motion_at_10_hz_with_a_learned_depth_s_error_follows_the_road():
+    """A car-like camera driving straight ahead (along its optical axis, the two-view geometry's weakest case),
+    8 cm a frame at 10 Hz, given a depth 1.3 times too far with a smooth error of 0.2 log units that changes every
+    frame: the path comes out straight, at one scale, without a turn that did not happen."""
+    truth = [look(0, (0.0, 0.1, -2.4 + 0.08 * i)) for i in range(25)]
+    estimates, odometry = run(truth, depth_factor=lambda i: 1.3, frame_ns=100_000_000, depth_error=0.2)
+    errors, scale = scale_aligned_errors(estimates, truth)
+    assert errors.max() < 0.15 * 0.08 * 24, errors.max()  # 15% of the path: the depth is wrong anew every frame
+    assert 1 / 1.5 < scale < 1 / 1.1  # the depth's scale, not the world's
+    for est, ref in zip(estimates, relative(truth)):
+        # Known limit: closing in on the room's far wall, the view becomes one plane, where a pitch and a vertical
+        # step look alike; on this depth the attitude drifts up to 3.3 degrees over 1.9 m (measured): to improve.
+        assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 4.0
+    assert odometry.stats.by_source["readout"] == 0
+
+
+def test_a_thousand_frames_around_a_loop_keep_their_scale():
+    """A robot driving a loop through the room for 33 s at 30 Hz (1,000 frames, one full turn), given a depth
+    with a smooth error that changes every frame. The scale comes from the depth of each window of keyframes,
+    never chained: it must not collapse or grow from the first lap's start to its end."""
+    frames = 1000
+    angle = np.radians(np.arange(frames) * 360.0 / frames)
+    truth = [look(np.degrees(a), (0.6 * np.sin(a), 0.2, 0.6 * (1 - np.cos(a)) - 0.6)) for a in angle]
+    estimates, odometry = run(truth, depth_error=0.15)
+    assert all(np.isfinite(e.world_from_camera).all() and np.isfinite(e.covariance).all() for e in estimates)
+    est = np.array([e.world_from_camera[:3, 3] for e in estimates])
+    ref = np.array([p[:3, 3] for p in relative(truth)])
+    # The chord of the first and of the last fifth of the lap (72 degrees of arc), each against the truth's.
+    chord = lambda p, start: np.linalg.norm(p[start + 199] - p[start])  # noqa: E731
+    drift = (chord(est, frames - 200) / chord(ref, frames - 200)) / (chord(est, 0) / chord(ref, 0))
+    assert 0.8 < drift < 1.25, drift
+    errors, _ = scale_aligned_errors(estimates, truth)
+    # A sixth of the loop at the worst frame: odometry without loop closure, on a depth that is wrong everywhere.
+    assert errors.max() < 0.15 * 2 * np.pi * 0.6, errors.max()
+    assert odometry.stats.by_source["readout"] == 0
+
+
+def test_a_wide_camera_is_tracked_over_its_whole_width():
+    """KITTI's shape (1241x376, here 320x97 with its field of view): features spread over the whole width, and
+    a drive with a slow turn comes out right."""
+    k, size = np.array([[185.0, 0, 159.5], [0, 185.0, 48.0], [0, 0, 1]]), (97, 320)
+    truth = [look(0.4 * i, (0.0, 0.2, -2.0 + 0.05 * i)) for i in range(30)]
+    estimates, odometry = run(truth, k=k, size=size, frame_ns=100_000_000)
+    errors, _ = scale_aligned_errors(estimates, truth)
+    assert errors.max() < 0.05 * 0.05 * 29
+    # Four pixels of this camera (0.31 degrees a pixel) after a 12-degree turn.
+    assert rotation_angle_deg(estimates[-1].world_from_camera[:3, :3].T @ relative(truth)[-1][:3, :3]) < 1.2
+    from fourds_ros.streaming.egomotion import _corners
+    grey, _ = render(truth[0], k, size)
+    spread = _corners(grey, np.zeros((0, 2), np.float32), 300)
+    assert spread[:, 0].min() < 0.1 * size[1] and spread[:, 0].max() > 0.9 * size[1]
+    assert np.histogram(spread[:, 0], bins=4, range=(0, size[1]))[0].min() > 0.1 * len(spread)
+
+
+def test_a_standing_camera_stays_still_while_people_keep_walking_through_the_view():
+    """A camera on a tripod in a busy place: from the first frame on, something walks back and forth across a
+    third of the view (three seconds at 30 Hz). The camera must not turn (the target is 0.5 degrees a minute)."""
+    poses = [look(5.0)] * 90
+    boxes = [np.array([-0.9 + 0.06 * (i % 30) if (i // 30) % 2 == 0 else 0.9 - 0.06 * (i % 30), 0.1, 0.6])
+             for i in range(90)]
+    estimates, _ = run(poses, boxes)
+    worst = max(rotation_angle_deg(e.world_from_camera[:3, :3]) for e in estimates)
+    assert worst < 0.5 / 60 * 3, worst
+    assert max(np.linalg.norm(e.world_from_camera[:3, 3]) for e in estimates) < 0.005
+
+
+def test_a_keyframe_whose_depth_reads_ten_times_too_far_does_not_throw_the_walk():
+    """A brisk walk; the depth given on frame 8 (a keyframe's) reads ten times too far (the model misjudging one
+    view). Each keyframe's depth scale is an unknown of the bundle adjustment, held near the model's by a prior:
+    the views say the fault is that keyframe's, and the walk goes on at its speed."""
     truth = [look(0, (0.05 * i, 0.0, -1.5 + 0.04 * i)) for i in range(16)]
-    estimates, odometry = run(truth, depth_factor=lambda i: 10.0 if i == 8 else 1.0, speed_gate=speed_gate)
+    estimates, odometry = run(truth, depth_factor=lambda i: 10.0 if i == 8 else 1.0)
     positions = np.array([e.world_from_camera[:3, 3] for e in estimates])
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
     true_step, end = np.hypot(0.05, 0.04), relative(truth)[-1][:3, 3]
-    error = np.linalg.norm(positions[-1] - end)
-    if speed_gate:
-        assert steps.max() < 2 * 4 * true_step and odometry.stats.clamped >= 1
-        assert error < 0.5 * np.linalg.norm(end)
-        assert positions[-1] @ end / (np.linalg.norm(positions[-1]) * np.linalg.norm(end)) > 0.99
-    else:  # the fault bites: the gate is what holds the walk above
-        assert steps.max() > 15 * true_step and odometry.stats.clamped == 0
-        assert error > 1.5 * np.linalg.norm(end)
+    assert steps.max() < 3 * true_step
+    assert np.linalg.norm(positions[-1] - end) < 0.25 * np.linalg.norm(end)
+    assert odometry.stats.bundle_adjustments >= 2
 
 
-def test_a_walking_camera_held_at_its_keyframe_says_so_in_its_covariance():
-    """A steady walk whose frames right after each keyframe show too little parallax to measure: they are taken
-    for pure rotations and keep the keyframe's position while the camera walks on. Their covariance must cover
-    that lag (a robot's filter then leans on its wheels), while a camera that turns from standing stays sure it
-    has not moved."""
+def test_the_covariance_grows_with_the_distance_travelled_and_stays_finite():
     truth = [look(0, (0.03 * i, 0.0, -1.5 + 0.015 * i)) for i in range(24)]
     estimates, _ = run(truth)
-    first_measured = next(i for i, e in enumerate(estimates) if e.source == "geometry")
-    held = [(e, ref) for e, ref in zip(estimates[first_measured:], relative(truth)[first_measured:])
-            if e.source == "rotation"]
-    assert len(held) >= 6  # the walk shows the fault this test is about
-    for estimate, ref in held:
-        error = np.linalg.norm(estimate.world_from_camera[:3, 3] - ref[:3, 3])
-        sigma = np.sqrt(estimate.covariance[0, 0])
-        assert error > 0.03 and error < 3 * sigma
+    traces = [np.trace(e.covariance[:3, :3]) for e in estimates]
+    assert all(np.isfinite(e.covariance).all() for e in estimates)
+    assert traces[-1] > traces[4] > 0
     turned, _ = run([look(0.6 * i) for i in range(16)])
-    assert all(e.covariance[:3, :3].max() < 1e-6 for e in turned)
+    assert all(np.isfinite(e.covariance).all() for e in turned)
 
 
-def test_bad_speed_gate_settings_are_named():
-    with pytest.raises(ValueError, match="speed_gate"):
-        GeometricOdometry(EgomotionConfig(speed_gate=-1.0))
-
-
-@pytest.mark.parametrize("leave_standing_frames, stands", [(3, True), (1, False)])
-def test_a_vibrating_standing_camera_stands_and_one_that_starts_turning_slowly_is_followed(leave_standing_frames,
-                                                                                           stands):
+@pytest.mark.parametrize("leave_standing_s, stands", [(0.1, True), (0.0, False)])
+def test_a_vibrating_standing_camera_stands_and_one_that_starts_turning_slowly_is_followed(leave_standing_s, stands):
     """A standing robot's camera swings out by a little more than the standing threshold (0.25 deg) for a frame
     or two and back: that is no motion. A camera that then starts turning slowly (0.08 deg a frame, under the
     threshold per frame) is taken to move a few frames late and its heading is right from then on."""
     swing = [0.0] * 6 + [0.3, 0.1, 0.32, 0.34, 0.05, 0.0, 0.3, 0.0]
     turn = [0.08 * i for i in range(1, 21)]
     truth = [look(5.0 + yaw) for yaw in swing + turn]
-    estimates, _ = run(truth, leave_standing_frames=leave_standing_frames)
+    estimates, _ = run(truth, leave_standing_s=leave_standing_s)
     still = all(np.array_equal(est.world_from_camera, np.eye(4)) for est in estimates[:len(swing)])
     assert still == stands
     expected = relative(truth)
@@ -128,15 +190,15 @@ def test_a_vibrating_standing_camera_stands_and_one_that_starts_turning_slowly_i
         assert rotation_angle_deg(est.world_from_camera[:3, :3].T @ ref[:3, :3]) < 0.15
 
 
-@pytest.mark.parametrize("settled_frames, stands", [(5, True), (10**6, False)])
-def test_a_standing_camera_stands_while_a_body_close_by_covers_most_of_the_view(settled_frames, stands):
+@pytest.mark.parametrize("settled_s, stands", [(0.2, True), (3600.0, False)])
+def test_a_standing_camera_stands_while_a_body_close_by_covers_most_of_the_view(settled_s, stands):
     """A person walking right past a tripod hides the scene and brings its own tracks, all moving alike; the
     tracks of the scene that stood still before decide, and while they are hidden the camera still stands
     (without them, the tracks on the body move the camera)."""
     poses = [look(5.0)] * 30
     # Out of view for 8 frames, then a 0.9 m body passes 0.25 m in front of the lens, hiding nearly all.
     boxes = [np.array([-3.0, 0.0, -1.0])] * 8 + [np.array([-1.0 + 0.09 * i, 0.0, -0.8]) for i in range(22)]
-    estimates, _ = run(poses, boxes, box_half=0.45, settled_frames=settled_frames)
+    estimates, _ = run(poses, boxes, box_half=0.45, settled_s=settled_s)
     still = all(np.array_equal(est.world_from_camera, np.eye(4)) for est in estimates)
     assert still == stands
 
@@ -172,8 +234,8 @@ def test_a_textureless_stretch_falls_back_to_the_readout_with_a_large_covariance
 
 
 def test_bad_standing_settings_are_named():
-    with pytest.raises(ValueError, match="leave_standing_frames"):
-        GeometricOdometry(EgomotionConfig(leave_standing_frames=0))
+    with pytest.raises(ValueError, match="leave_standing_s"):
+        GeometricOdometry(EgomotionConfig(leave_standing_s=-1.0))
     with pytest.raises(ValueError, match="leave_standing_factor"):
         GeometricOdometry(EgomotionConfig(leave_standing_factor=0.5))
 

@@ -431,3 +431,24 @@ def test_the_real_holo_sequence_is_scored_next_to_every_baseline(tmp_path):
     assert any("derived" in n for n in report["input_notes"])
     # Floors far below today's scores (ATE 0.30 m, AJ 0.12): they catch a broken pipeline, not a weaker model.
     assert m["egomotion"]["ate_rmse_m"] < 0.8 and m["point_tracks"]["average_jaccard"] > 0.03
+
+
+def test_kitti_raw_poses_come_from_oxts_as_the_devkit_makes_them(tmp_path):
+    """The public KITTI raw drive (its timestamps list the full drive's 154 frames, 91 images are here): the poses
+    `convert` derives from the OXTS records match the pykitti conversion shipped beside it, the camera matrix is
+    `P_rect_02`'s, and a drive without its OXTS record is named."""
+    from fourds_ros.bags.convert import read_source
+    root = SHARED_REAL / "kitti_raw_2011_09_26_0005_first91"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    source = read_source(root)
+    assert source.layout == "kitti_raw" and len(source.images) == 91
+    reference = np.loadtxt(root / "2011_09_26_drive_0005_sync" / "poses_cam2_from_oxts.txt").reshape(-1, 3, 4)
+    np.testing.assert_allclose(source.poses[:, :3], reference, atol=1e-6)
+    assert np.all(np.diff(source.stamps_ns) > 0) and 0.09e9 < np.median(np.diff(source.stamps_ns)) < 0.11e9
+    assert source.k[0, 0] == pytest.approx(721.5377)
+    broken = tmp_path / "2011_09_26"
+    shutil.copytree(root, broken)
+    (broken / "2011_09_26_drive_0005_sync" / "oxts" / "data" / "0000000042.txt").unlink()
+    with pytest.raises(ConvertError, match="0000000042.txt"):
+        read_source(broken)

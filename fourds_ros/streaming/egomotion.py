@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from . import bundle_adjustment, two_view
+from . import bundle_adjustment, location, two_view
 from .geometry import angle_px, inverse
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
@@ -45,7 +44,6 @@ from .settings import EGOMOTION_MODES, EgomotionConfig
 # real footage), so anything geometric outweighs it.
 READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
 READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
-CHI2_2D_95 = bundle_adjustment.CHI2_2D_95
 GRID_CELLS = 48  # cells new corners are spread over (8 x 6 on a 4:3 image)
 
 
@@ -121,6 +119,7 @@ class GeometricOdometry:
     def reset(self) -> None:
         self.map = LocalMap(self.config.window_keyframes)
         self.keyframe: Keyframe | None = None
+        self._keyframe_tracks = 0  # tracks the keyframe started with
         self.previous: tuple | None = None  # (seq, stamp ns, grey image)
         self.tracks = _Tracks()
         self.k: np.ndarray | None = None
@@ -278,81 +277,15 @@ class GeometricOdometry:
         world, usable, origin, views = self.map.positions(self.tracks.point)
         if usable.sum() < self.config.min_inliers:
             return f"only {usable.sum()} tracks with a map point"
-        points, pixels = world[usable], self.tracks.now[usable].astype(np.float64)
-        along, sigma = self._depth_direction(predicted, points, origin[usable], views[usable])
-        pose, error = self._refine(predicted, points, pixels, along, sigma, robust=True)
-        inlier = error < np.sqrt(CHI2_2D_95)
-        if inlier.sum() < 0.5 * len(points):  # the prediction was no start: PnP with RANSAC from nothing
-            ok, rvec, tvec, index = cv2.solvePnPRansac(points, pixels, self.k, None,
-                                                       reprojectionError=float(np.sqrt(CHI2_2D_95) * np.median(sigma)),
-                                                       iterationsCount=200, confidence=0.999,
-                                                       flags=cv2.SOLVEPNP_EPNP)
-            if ok and index is not None and len(index) > inlier.sum():
-                camera_from_world = np.eye(4)
-                camera_from_world[:3, :3], camera_from_world[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
-                pose, error = self._refine(inverse(camera_from_world), points, pixels, along, sigma, robust=True)
-                inlier = error < np.sqrt(CHI2_2D_95)
-        if inlier.sum() < self.config.min_inliers:
-            return f"{inlier.sum()} of {len(points)} map points agree on a pose"
-        pose, error, covariance = self._refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier],
-                                               robust=False, covariance=True)
+        located = location.locate(world[usable], self.tracks.now[usable].astype(np.float64), origin[usable],
+                                  views[usable], predicted, self.k, self.config)
+        if isinstance(located, str):
+            return located
+        pose, covariance, inlier, residual = located
         keep = np.ones(len(self.tracks), bool)
         keep[np.flatnonzero(usable)[~inlier]] = False  # movers and tracks that slid are not followed further
         self.tracks.keep(keep)
-        return pose, covariance, int(inlier.sum()), float(np.median(error) * self.config.noise_px)
-
-    def _depth_direction(self, pose: np.ndarray, points: np.ndarray, origin: np.ndarray, views: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """How a point's depth error moves its projection in a camera at `pose`: the image direction `(N, 2)` (its
-        epipolar line) and the error along it (px, one sigma, with the tracking noise). Across that line only the
-        tracking noise is left, so the epipolar constraint keeps its full weight however wrong the depth is. A
-        point only the 4DS depth placed is as good as that depth (`depth_prior_sigma`); each further keyframe that
-        saw it narrows that (first order, 1/sqrt(views))."""
-        log_sigma = self.config.depth_prior_sigma / np.sqrt(np.maximum(views, 1))
-        ends = []
-        for sign in (-1.0, 1.0):
-            moved = origin + (points - origin) * np.exp(sign * log_sigma)[:, None]
-            local = (moved - pose[:3, 3]) @ pose[:3, :3]
-            z = np.maximum(local[:, 2], 1e-6)
-            ends.append(np.stack([self.k[0, 0] * local[:, 0] / z, self.k[1, 1] * local[:, 1] / z], 1))
-        span = 0.5 * (ends[1] - ends[0])
-        depth_px = np.linalg.norm(span, axis=1)
-        direction = np.where(depth_px[:, None] > 1e-9, span / np.maximum(depth_px, 1e-9)[:, None], [1.0, 0.0])
-        return direction, np.sqrt(self.config.noise_px ** 2 + depth_px ** 2)
-
-    def _refine(self, start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.ndarray, sigma: np.ndarray,
-                robust: bool, covariance: bool = False):
-        """The pose (world-from-camera, perturbed from `start` by a world-frame rotation vector and a position
-        offset) that best reprojects `points` onto `pixels`, each error weighed by `sigma` (px) in the direction
-        `along` and by the tracking noise across it; each point's whitened error (sigmas); the pose's covariance."""
-        k, noise = self.k, self.config.noise_px
-        across = np.stack([-along[:, 1], along[:, 0]], 1)
-        r0, c0 = start[:3, :3], start[:3, 3]
-
-        def pose_of(x):
-            out = np.eye(4)
-            out[:3, :3] = Rotation.from_rotvec(x[:3]).as_matrix() @ r0
-            out[:3, 3] = c0 + x[3:]
-            return out
-
-        def errors(x):
-            pose = pose_of(x)
-            local = (points - pose[:3, 3]) @ pose[:3, :3]
-            z = np.maximum(local[:, 2], 1e-6)
-            u = k[0, 0] * local[:, 0] / z + k[0, 2] - pixels[:, 0]
-            v = k[1, 1] * local[:, 1] / z + k[1, 2] - pixels[:, 1]
-            e = np.stack([u, v], 1)
-            return np.stack([np.sum(e * along, 1) / sigma, np.sum(e * across, 1) / noise], 1)
-
-        fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), method="trf",
-                            loss="huber" if robust else "linear", f_scale=np.sqrt(CHI2_2D_95), max_nfev=50)
-        pose, error = pose_of(fit.x), np.linalg.norm(errors(fit.x), axis=1)
-        if not covariance:
-            return pose, error
-        information = fit.jac.T @ fit.jac
-        rotation_position = np.linalg.pinv(information)  # whitened residuals: the inverse is the covariance
-        order = [3, 4, 5, 0, 1, 2]  # -> x, y, z, rotation about x, y, z
-        return pose, error, rotation_position[np.ix_(order, order)]
+        return pose, covariance, int(inlier.sum()), residual
 
     def _compose(self, seq, stamp_ns, grey, depth_at, readout, pose, covariance, inliers, residual) -> MotionEstimate:
         """The located frame's estimate, and a new keyframe where the view moved on."""
@@ -373,8 +306,8 @@ class GeometricOdometry:
 
     # Keyframes ----------------------------------------------------------------------
     def _renew_below(self) -> int:
-        """A keyframe with fewer tracks than this is replaced."""
-        return max(self.config.min_inliers * 2, self.config.features // 3)
+        """A keyframe left with fewer tracks than this (a third of those it started with) is replaced."""
+        return max(self.config.min_inliers * 2, self._keyframe_tracks // 3)
 
     def _readout_step(self, seq, stamp_ns, grey, depth_at, readout, reason: str) -> MotionEstimate:
         """The readout's motion since the keyframe; the frame starts a new map (points placed from a guessed pose
@@ -382,7 +315,7 @@ class GeometricOdometry:
         kf = self.keyframe
         step = inverse(kf.readout_world_from_camera) @ readout
         now = time.monotonic()
-        if now - self._last_fallback_log > -5.0:  # at a bounded rate
+        if now - self._last_fallback_log > 5.0:  # at a bounded rate
             self._last_fallback_log = now
             self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
         self.map, self.tracks = LocalMap(self.config.window_keyframes), _Tracks()
@@ -405,7 +338,7 @@ class GeometricOdometry:
         tracks.point = np.concatenate([tracks.point, ids])
         tracks.still_s = np.concatenate([tracks.still_s if standing else np.zeros(len(tracks.point) - len(ids)),
                                          np.zeros(len(ids))])
-        self.keyframe = kf
+        self.keyframe, self._keyframe_tracks = kf, len(tracks)
         self.previous = (seq, stamp_ns, grey)
         self.stats.keyframes += 1
         if source in ("geometry", "fused") and len(self.map.keyframes) > 1:

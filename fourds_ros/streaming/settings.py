@@ -185,8 +185,8 @@ class StreamConfig(_Checked):
     flush_after_s: float = setting(0.5, "s", "after this long without frames, publish the frames still waiting "
                                    "(0: never)", (0.0, 3600.0))
     egomotion: str = setting(
-        "geometric", "", "how camera motion is estimated: geometric (feature tracks + 4DS depth through "
-        "keyframes, the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
+        "geometric", "", "how camera motion is estimated: geometric (feature tracks, a local map scaled by the "
+        "4DS depth, bundle adjustment; the pose readout as fallback), readout (the 4DS pose head alone), fused (both, by covariance)",
         choices=EGOMOTION_MODES)
     refine_points: bool = setting(True, "", "refine point tracks at camera resolution (Lucas-Kanade from the last "
                                   "position, the 4DS estimate as the second guess, appearance checked)")

@@ -1,0 +1,98 @@
+"""Locating one frame against the local map's points (ORB-SLAM's motion-only bundle adjustment), with each point's
+error shaped by its depth's uncertainty.
+
+The pose is the one that best reprojects the tracked points, from the motion model's prediction, with a Huber loss
+at the chi-square 95% bound (2.45 sigma); outliers are dropped and the pose refitted; where under half of the points
+agree with the prediction, RANSAC PnP starts over. A point only the 4DS depth placed is as good as that depth
+(`depth_prior_sigma`), and a depth error moves its projection only along its epipolar line: the error is whitened
+by that along the line and by the tracking noise across it, so the epipolar constraint keeps its full weight
+however wrong the depth is, and the depth gives the scale (and the conditioning of forward motion).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from .bundle_adjustment import CHI2_2D_95
+from .geometry import inverse
+from .settings import EgomotionConfig
+
+BOUND = float(np.sqrt(CHI2_2D_95))  # whitened error of an inlier
+
+
+def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np.ndarray, predicted: np.ndarray,
+           k: np.ndarray, config: EgomotionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | str:
+    """(world-from-camera, its covariance, which points are inliers, their median error in px) of a camera that
+    sees world `points` at `pixels`; `origin` and `views` of each point as `LocalMap.positions` gives them. Or why
+    no pose can be given."""
+    along, sigma = depth_direction(predicted, points, origin, views, k, config)
+    pose, error = refine(predicted, points, pixels, along, sigma, k, config.noise_px, robust=True)
+    inlier = error < BOUND
+    if inlier.sum() < 0.5 * len(points):  # the prediction was no start: PnP with RANSAC from nothing
+        ok, rvec, tvec, index = cv2.solvePnPRansac(points, pixels, k, None,
+                                                   reprojectionError=float(BOUND * np.median(sigma)),
+                                                   iterationsCount=200, confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
+        if ok and index is not None and len(index) > inlier.sum():
+            camera_from_world = np.eye(4)
+            camera_from_world[:3, :3], camera_from_world[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
+            pose, error = refine(inverse(camera_from_world), points, pixels, along, sigma, k, config.noise_px,
+                                 robust=True)
+            inlier = error < BOUND
+    if inlier.sum() < config.min_inliers:
+        return f"{inlier.sum()} of {len(points)} map points agree on a pose"
+    pose, error, covariance = refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier], k,
+                                     config.noise_px, robust=False, covariance=True)
+    return pose, covariance, inlier, float(np.median(error) * config.noise_px)
+
+
+def depth_direction(pose: np.ndarray, points: np.ndarray, origin: np.ndarray, views: np.ndarray, k: np.ndarray,
+                    config: EgomotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """How each point's depth error moves its projection in a camera at `pose`: the image direction `(N, 2)` (its
+    epipolar line) and the error along it (px, one sigma, with the tracking noise). Each keyframe beyond the
+    first that saw the point narrows its depth error (first order, 1/sqrt(views))."""
+    log_sigma = config.depth_prior_sigma / np.sqrt(np.maximum(views, 1))
+    ends = []
+    for sign in (-1.0, 1.0):
+        moved = origin + (points - origin) * np.exp(sign * log_sigma)[:, None]
+        local = (moved - pose[:3, 3]) @ pose[:3, :3]
+        z = np.maximum(local[:, 2], 1e-6)
+        ends.append(np.stack([k[0, 0] * local[:, 0] / z, k[1, 1] * local[:, 1] / z], 1))
+    span = 0.5 * (ends[1] - ends[0])
+    depth_px = np.linalg.norm(span, axis=1)
+    direction = np.where(depth_px[:, None] > 1e-9, span / np.maximum(depth_px, 1e-9)[:, None], [1.0, 0.0])
+    return direction, np.sqrt(config.noise_px ** 2 + depth_px ** 2)
+
+
+def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.ndarray, sigma: np.ndarray,
+           k: np.ndarray, noise: float, robust: bool, covariance: bool = False):
+    """The pose (world-from-camera, perturbed from `start` by a world-frame rotation vector and a position offset)
+    that best reprojects `points` onto `pixels`, each error weighed by `sigma` (px) in the direction `along` and by
+    the tracking `noise` across it; each point's whitened error (sigmas); with `covariance`, the pose's (x, y, z,
+    then rotation about x, y, z)."""
+    across = np.stack([-along[:, 1], along[:, 0]], 1)
+    r0, c0 = start[:3, :3], start[:3, 3]
+
+    def pose_of(x):
+        out = np.eye(4)
+        out[:3, :3] = Rotation.from_rotvec(x[:3]).as_matrix() @ r0
+        out[:3, 3] = c0 + x[3:]
+        return out
+
+    def errors(x):
+        pose = pose_of(x)
+        local = (points - pose[:3, 3]) @ pose[:3, :3]
+        z = np.maximum(local[:, 2], 1e-6)
+        e = np.stack([k[0, 0] * local[:, 0] / z + k[0, 2] - pixels[:, 0],
+                      k[1, 1] * local[:, 1] / z + k[1, 2] - pixels[:, 1]], 1)
+        return np.stack([np.sum(e * along, 1) / sigma, np.sum(e * across, 1) / noise], 1)
+
+    fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), method="trf",
+                        loss="huber" if robust else "linear", f_scale=BOUND, max_nfev=50)
+    pose, error = pose_of(fit.x), np.linalg.norm(errors(fit.x), axis=1)
+    if not covariance:
+        return pose, error
+    rotation_position = np.linalg.pinv(fit.jac.T @ fit.jac)  # whitened residuals: the inverse is the covariance
+    order = [3, 4, 5, 0, 1, 2]
+    return pose, error, rotation_position[np.ix_(order, order)]
