@@ -24,6 +24,7 @@ import gtsam
 import numpy as np
 from gtsam.symbol_shorthand import L, S, X
 
+from .geometry import world_to_pixels
 from .local_map import LocalMap
 
 CHI2_2D_95 = 5.991  # chi-square 95% bound, two degrees of freedom
@@ -107,23 +108,24 @@ def adjust(local_map: LocalMap, k: np.ndarray, noise_px: float, depth_sigma: flo
 
 def _update_points(local_map: LocalMap, points: list[int], result: gtsam.Values, k: np.ndarray,
                    noise_px: float) -> int:
-    """Write the solved positions back; drop observations beyond the chi-square bound (and points left with
-    fewer than two). The count of points marked bad."""
+    """Write the solved positions back; drop observations behind the camera or beyond the chi-square bound (and
+    mark points left with neither their anchor nor two observations bad). The count of points marked bad."""
     bound = np.sqrt(CHI2_2D_95) * noise_px
-    rejected = 0
+    seen: dict[int, list[int]] = {}  # keyframe id -> the points it observes
     for pid in points:
         point = local_map.points[pid]
         point.position = np.asarray(result.atPoint3(L(pid)), np.float64)
-        for kid, pixel in list(point.observations.items()):
-            pose = local_map.keyframes[kid].world_from_camera
-            local = pose[:3, :3].T @ (point.position - pose[:3, 3])
-            if local[2] <= 0:
-                del point.observations[kid]
-                continue
-            u = k[0, 0] * local[0] / local[2] + k[0, 2]
-            v = k[1, 1] * local[1] / local[2] + k[1, 2]
-            if np.hypot(u - pixel[0], v - pixel[1]) > bound:
-                del point.observations[kid]
+        for kid in point.observations:
+            seen.setdefault(kid, []).append(pid)
+    for kid, pids in seen.items():
+        world = np.array([local_map.points[pid].position for pid in pids])
+        observed = np.array([local_map.points[pid].observations[kid] for pid in pids])
+        pixels, depth = world_to_pixels(local_map.keyframes[kid].world_from_camera, k, world)
+        for pid in np.asarray(pids)[(depth <= 0) | (np.linalg.norm(pixels - observed, axis=1) > bound)]:
+            del local_map.points[pid].observations[kid]
+    rejected = 0
+    for pid in points:
+        point = local_map.points[pid]
         if len(point.observations) < 2 and point.anchor not in point.observations:
             point.bad = True
             rejected += 1

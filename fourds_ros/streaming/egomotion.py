@@ -35,7 +35,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from . import bundle_adjustment, location, two_view
-from .geometry import angle_px, inverse
+from .geometry import angle_px, inverse, world_to_pixels
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
 from .settings import EGOMOTION_MODES, EgomotionConfig
@@ -63,7 +63,7 @@ class EgomotionStats:
     last_inliers: int = 0
     keyframes: int = 0
     bundle_adjustments: int = 0
-    seconds: float = 0.0  # tracking and location, per frame
+    seconds: float = 0.0  # tracking, standing and location (bundle adjustment apart)
     adjustment_seconds: float = 0.0
 
 
@@ -88,15 +88,22 @@ def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) ->
 @dataclass
 class _Tracks:
     """The live tracks: where they are now, where they were on the current keyframe, their map points and how
-    long each has stood still (seconds, while the camera stood)."""
+    long each has stood still (seconds, while the camera stood). `mapped` is this frame's look-up of their points
+    (`LocalMap.positions`: world, usable, origin, views), made once a frame and kept in step with the tracks."""
     now: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     on_keyframe: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     point: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     still_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mapped: tuple | None = None
+
+    def look_up(self, local_map: LocalMap) -> None:
+        self.mapped = local_map.positions(self.point)
 
     def keep(self, mask: np.ndarray) -> None:
         self.now, self.on_keyframe, self.point, self.still_s = \
             self.now[mask], self.on_keyframe[mask], self.point[mask], self.still_s[mask]
+        if self.mapped is not None:
+            self.mapped = tuple(part[mask] for part in self.mapped)
 
     def __len__(self) -> int:
         return len(self.now)
@@ -135,7 +142,7 @@ class GeometricOdometry:
         """Motion of frame `seq` (stamped `stamp_ns`): `grey` at geometry resolution with camera matrix `k`;
         `depth_at(points)` gives the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's
         pose of this frame."""
-        started = time.perf_counter()
+        started, adjusting = time.perf_counter(), self.stats.adjustment_seconds
         if self.k is not None and not np.allclose(self.k, k):
             self.log.info("egomotion: the camera matrix changed; the local map starts over")
             last = self.last
@@ -144,8 +151,8 @@ class GeometricOdometry:
         self.k = np.asarray(k, np.float64)
         try:
             estimate = self._step(seq, stamp_ns, grey, depth_at, np.asarray(readout_world_from_camera, np.float64))
-        finally:
-            self.stats.seconds += time.perf_counter() - started
+        finally:  # the bundle adjustment is counted on its own
+            self.stats.seconds += time.perf_counter() - started - (self.stats.adjustment_seconds - adjusting)
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
         self._update_velocity(estimate, stamp_ns)
@@ -195,17 +202,17 @@ class GeometricOdometry:
     def _track(self, grey: np.ndarray, predicted: np.ndarray) -> None:
         """Follow the tracks into `grey`, searched first where the predicted pose puts their points (a car at 10 Hz
         moves them tens of pixels), then, for those that fail, from where they were."""
-        if not len(self.tracks):
-            return
         tracks, previous = self.tracks, self.previous[2]
-        guess = tracks.now.copy()
+        tracks.look_up(self.map)
+        if not len(tracks):
+            return
+        guess = tracks.now
         if self.velocity is not None:
-            world, usable, _, _ = self.map.positions(tracks.point)
-            local = (world[usable] - predicted[:3, 3]) @ predicted[:3, :3]
-            ahead = local[:, 2] > 1e-6
-            index = np.flatnonzero(usable)[ahead]
-            guess[index, 0] = self.k[0, 0] * local[ahead, 0] / local[ahead, 2] + self.k[0, 2]
-            guess[index, 1] = self.k[1, 1] * local[ahead, 1] / local[ahead, 2] + self.k[1, 2]
+            world, usable, _, _ = tracks.mapped
+            pixels, depth = world_to_pixels(predicted, self.k, world[usable])
+            ahead = depth > 1e-6
+            guess = tracks.now.copy()
+            guess[np.flatnonzero(usable)[ahead]] = pixels[ahead]
         moved, ok = self.tracker.track(previous, grey, tracks.now, guess)
         if (retry := np.flatnonzero(~ok)).size and self.velocity is not None:
             moved[retry], ok[retry] = self.tracker.track(previous, grey, tracks.now[retry])
@@ -274,7 +281,7 @@ class GeometricOdometry:
     def _locate(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | str:
         """(world-from-camera, its covariance, inliers, median error px) of this frame against the map points
         of its tracks, or why it cannot be located. Outlier tracks are dropped."""
-        world, usable, origin, views = self.map.positions(self.tracks.point)
+        world, usable, origin, views = self.tracks.mapped
         if usable.sum() < self.config.min_inliers:
             return f"only {usable.sum()} tracks with a map point"
         located = location.locate(world[usable], self.tracks.now[usable].astype(np.float64), origin[usable],
@@ -338,6 +345,7 @@ class GeometricOdometry:
         tracks.point = np.concatenate([tracks.point, ids])
         tracks.still_s = np.concatenate([tracks.still_s if standing else np.zeros(len(tracks.point) - len(ids)),
                                          np.zeros(len(ids))])
+        tracks.mapped = None  # looked up again on the next frame
         self.keyframe, self._keyframe_tracks = kf, len(tracks)
         self.previous = (seq, stamp_ns, grey)
         self.stats.keyframes += 1

@@ -55,6 +55,16 @@ def project(k: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pixels[0] / pixels[2], pixels[1] / pixels[2]
 
 
+def world_to_pixels(world_from_camera: np.ndarray, k: np.ndarray, points: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels `(N, 2)` of world `points` `(N, 3)` in a camera at `world_from_camera`, and their depths `(N,)`
+    (points behind the camera are projected as if just in front of it: check the depth)."""
+    local = (points - world_from_camera[:3, 3]) @ world_from_camera[:3, :3]
+    z = np.maximum(local[:, 2], 1e-6)
+    pixels = np.stack([k[0, 0] * local[:, 0] / z + k[0, 2], k[1, 1] * local[:, 1] / z + k[1, 2]], 1)
+    return pixels, local[:, 2]
+
+
 def angle_px(k: np.ndarray, degrees: float) -> float:
     """The pixels an angle spans at the image centre of a camera with matrix `k`."""
     return float(k[0, 0] * np.tan(np.radians(degrees)))

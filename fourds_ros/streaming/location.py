@@ -16,7 +16,7 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from .bundle_adjustment import CHI2_2D_95
-from .geometry import inverse
+from .geometry import inverse, world_to_pixels
 from .settings import EgomotionConfig
 
 BOUND = float(np.sqrt(CHI2_2D_95))  # whitened error of an inlier
@@ -53,10 +53,9 @@ def depth_direction(pose: np.ndarray, points: np.ndarray, origin: np.ndarray, vi
     epipolar line) and the error along it (px, one sigma, with the tracking noise). Each keyframe beyond the
     first that saw the point narrows its depth error (first order, 1/sqrt(views))."""
     log_sigma = config.depth_prior_sigma / np.sqrt(np.maximum(views, 1))
-    ends = []
+    ends = []  # the principal point cancels in their difference and is left out
     for sign in (-1.0, 1.0):
-        moved = origin + (points - origin) * np.exp(sign * log_sigma)[:, None]
-        local = (moved - pose[:3, 3]) @ pose[:3, :3]
+        local = (origin + (points - origin) * np.exp(sign * log_sigma)[:, None] - pose[:3, 3]) @ pose[:3, :3]
         z = np.maximum(local[:, 2], 1e-6)
         ends.append(np.stack([k[0, 0] * local[:, 0] / z, k[1, 1] * local[:, 1] / z], 1))
     span = 0.5 * (ends[1] - ends[0])
@@ -81,11 +80,7 @@ def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.
         return out
 
     def errors(x):
-        pose = pose_of(x)
-        local = (points - pose[:3, 3]) @ pose[:3, :3]
-        z = np.maximum(local[:, 2], 1e-6)
-        e = np.stack([k[0, 0] * local[:, 0] / z + k[0, 2] - pixels[:, 0],
-                      k[1, 1] * local[:, 1] / z + k[1, 2] - pixels[:, 1]], 1)
+        e = world_to_pixels(pose_of(x), k, points)[0] - pixels
         return np.stack([np.sum(e * along, 1) / sigma, np.sum(e * across, 1) / noise], 1)
 
     fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), method="trf",
