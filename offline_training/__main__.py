@@ -24,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config value, e.g. --set steps=10 --set optim.lr=1e-3")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    rank = 0
     try:
         config = load_train_config(args.config, [f"task={args.task}", *args.set])
+        from .checkpoint import RunFolderBusy
         from .data import DataError
         from .trainer import TrainingDiverged, train
         try:
             path = train(config, progress=not args.no_progress)
-        except (DataError, TrainingDiverged) as exc:
+            rank = dist.get_rank()
+        except (DataError, TrainingDiverged, RunFolderBusy) as exc:
             raise TrainConfigError(str(exc)) from None
     except TrainConfigError as exc:
         print(f"offline_training {args.task}: error: {exc}", file=sys.stderr)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if not dist.is_initialized():
+    if rank == 0:  # every rank returns here; one line says where the model is
         print(f"wrote {path}")
     return 0
 

@@ -7,6 +7,7 @@ data position) and every rank's RNG states.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -21,6 +22,31 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state
 
 MARKER = "COMPLETE"
 _NAME = re.compile(r"^step_(\d{8})$")
+
+
+class RunFolderBusy(RuntimeError):
+    """Another run is writing to the same output folder."""
+
+
+def lock_run_folder(out: Path):
+    """An exclusive lock on `out` for this process's lifetime (rank 0 takes it): two runs writing the same
+    checkpoints would delete and resume each other's files. Returns the open lock file (keep a reference)."""
+    import fcntl
+    out.mkdir(parents=True, exist_ok=True)
+    handle = (out / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunFolderBusy(f"{out} is being written by another training run ({holder}); give this run its own "
+                            f"folder (--set out_dir=...) or wait for that one to finish") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from fourds_ros.model.config import dataclass_from_dict
+from fourds_ros.model.config import close_names, dataclass_from_dict
 
 
 TASKS = ("pretrain", "distill", "readouts", "selfsup")
@@ -130,6 +130,27 @@ class TrainConfig:
             raise TrainConfigError("data.sources: at least one video folder, bag or shard folder is required")
 
 
+def setting_names(kind: type = None, prefix: str = "") -> list[str]:
+    """Every dotted name a config can set (`steps`, `optim.lr`, ...)."""
+    names = []
+    for field in dataclasses.fields(kind or TrainConfig):
+        nested = field.default_factory() if field.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(nested):
+            names += setting_names(type(nested), f"{prefix}{field.name}.")
+        else:
+            names.append(prefix + field.name)
+    return names
+
+
+def _check_setting(key: str) -> None:
+    names = setting_names()
+    if key in names:
+        return
+    by_leaf = [n for n in names if n.rpartition(".")[2] == key.rpartition(".")[2]]
+    hint = f" (did you mean {', '.join(by_leaf)}?)" if by_leaf else close_names([key], names)
+    raise TrainConfigError(f"--set {key}: no such setting{hint}")
+
+
 def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
     """Load a YAML config; `overrides` are `section.key=value` strings (YAML values)."""
     try:
@@ -139,7 +160,10 @@ def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:
     except yaml.YAMLError as exc:
         raise TrainConfigError(f"config {path} is not valid YAML: {exc}") from None
     for item in overrides:
-        key, _, value = item.partition("=")
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise TrainConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=1e-3")
+        _check_setting(key)
         target = data
         *parents, leaf = key.split(".")
         for parent in parents:

@@ -15,7 +15,7 @@ from fourds_ros.model import ClipConfig, EncoderConfig, FourDS, ModelConfig, Rea
     save_model_dir
 from fourds_ros.model.fourds import resize_tables
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, lock_run_folder, save_checkpoint
 from .config import TrainConfig
 from .data import ClipDataset, load_sequences
 from .objectives import Distillation, MaskedAutoencoder, ReadoutSupervision, SelfSupervision
@@ -109,6 +109,8 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     optimizer = build_optimizer(config, objective)
     scheduler = build_lr_schedule(config, optimizer)
     dataset = build_dataset(config, model)
+    lock = lock_run_folder(out) if rank == 0 else None  # held until the run's last write
+    dist.barrier()  # no rank reads the folder before the lock says it is this run's
     start = 0
     resume_from = latest_checkpoint(out / "checkpoints")
     if resume_from is not None:
@@ -118,12 +120,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
                  for i in range(per_rank)]
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_rank, sampler=positions,
                                          num_workers=config.data.workers)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     log_file = (out / "train_log.jsonl").open("a") if rank == 0 else None
-    if rank == 0:
-        if resume_from is not None:
-            print(f"resuming from {resume_from} at step {start}", flush=True)
+    if rank == 0 and resume_from is not None:
+        print(f"resuming from {resume_from} at step {start}", flush=True)
     bar = tqdm(total=config.steps, initial=start, desc=config.task, disable=not progress or rank != 0)
     window_start, window_clips = time.monotonic(), 0
     objective.train()
@@ -168,8 +167,12 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     if log_file is not None:
         log_file.close()
     if config.stop_after and start < config.stop_after < config.steps:
-        return out / "checkpoints"
-    return export(config, objective, model, out / "model")
+        path = out / "checkpoints"
+    else:
+        path = export(config, objective, model, out / "model")
+    if lock is not None:
+        lock.close()
+    return path
 
 
 def export(config: TrainConfig, objective: torch.nn.Module, model: FourDS, path: Path) -> Path:

@@ -319,7 +319,11 @@ def read_video(path: Path, k: np.ndarray | None, fx: float | None, fps: float | 
         raise ConvertError(f"video {path} has no readable frames")
     if k is None:
         if fx is None:
-            raise ConvertError(f"video {path}: give the focal length (--fx) or a K file (--K)")
+            h, w = size
+            examples = ", ".join(f"{w / 2 / np.tan(np.radians(fov) / 2):.0f} px for {fov} degrees" for fov in (60, 90))
+            raise ConvertError(f"video {path} ({w}x{h}) says nothing of its camera: give the focal length in pixels "
+                               f"(--fx) or a K file (--K). From the horizontal field of view, fx = width / 2 / "
+                               f"tan(fov / 2): {examples}")
         k = _k_from(fx, None, None, None, size)
     return Source("video", (np.arange(count) * 1e9 / rate).astype(np.int64), k, video=path,
                   notes=["a video has no ground truth"])

@@ -7,7 +7,10 @@ A bag cut short (a recording that died) gives the frames read before the damage,
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import numpy as np
 
 from ..contract import BOX_DTYPE, POINT_DTYPE, compressed, unpack
 from ..images import SUPPORTED, converted_encoding, decode_compressed, image_view, to_rgb
+from .salvage import storage_file
 from .topics import TOPICS, TYPES, camera_info_for, typestore
 
 log = logging.getLogger("fourds_ros.bags")
@@ -62,8 +66,10 @@ def open_reader(path: Path):
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
+    if path.is_dir() and storage_file(path) is None and not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is a folder but not a rosbag2 (no metadata.yaml, .mcap or .db3 in it)")
     try:
-        reader = AnyReader([path], default_typestore=typestore())
+        reader = AnyReader([rosbag2_path(path)], default_typestore=typestore())
         reader.open()
         reader.salvage_note = ""
     except Exception as exc:  # rosbags raises several types for broken metadata or storage
@@ -72,10 +78,25 @@ def open_reader(path: Path):
         if salvaged is None:
             raise BagError(f"cannot open bag {path}: {exc}") from None
         log.warning(salvaged[1])
-        reader = AnyReader([salvaged[0]], default_typestore=typestore())
+        reader = AnyReader([rosbag2_path(salvaged[0])], default_typestore=typestore())
         reader.open()
         reader.salvage_note = salvaged[1]
     return reader
+
+
+def _span(stamps_ns: np.ndarray) -> str:
+    return f"{stamps_ns[0] * 1e-9:.3f} s to {stamps_ns[-1] * 1e-9:.3f} s"
+
+
+def rosbag2_path(path: Path) -> Path:
+    """`path`, or for a rosbag2 folder named `*.bag` (a common name) a link to it that `rosbags` will not take
+    for a ROS 1 bag file (it decides by the suffix alone)."""
+    if not (path.is_dir() and path.suffix == ".bag"):
+        return path
+    link = Path(tempfile.mkdtemp(prefix="fourds_ros-bag-")) / path.stem
+    atexit.register(shutil.rmtree, link.parent, True)
+    link.symlink_to(path.resolve(), target_is_directory=True)
+    return link
 
 
 def pick_image_topic(reader, requested: str | None) -> str:
@@ -196,13 +217,19 @@ def read_bag(path: Path, image_topic: str | None = None, gt: Path | None = None)
     if unknown:
         raise BagError(f"topic {topic} has images in unsupported encodings {sorted(unknown)}")
     if gt is not None:
-        from .trajectory_files import TrajectoryFileError, associate, read_trajectory
+        from .trajectory_files import MATCH_WINDOW_S, TrajectoryFileError, associate, read_trajectory
         stamps = np.array([f.stamp_ns for f in frames], np.int64)
         try:
-            poses = associate(stamps, read_trajectory(gt))
+            table = read_trajectory(gt)
+            poses = associate(stamps, table)
         except TrajectoryFileError as exc:
             raise BagError(str(exc)) from None
         gt_data.poses = {int(s): p for s, p in zip(stamps, poses) if np.isfinite(p).all()}
+        if len(gt_data.poses) < 3 and table.stamps_ns is not None:  # scoring egomotion needs three
+            raise BagError(f"ground truth {gt} does not overlap the bag's frames: {len(gt_data.poses)} of "
+                           f"{len(frames)} frames have a pose within {MATCH_WINDOW_S} s (the file covers "
+                           f"{_span(table.stamps_ns)}, the frames {_span(stamps)}; a file timed from its own start "
+                           f"needs the bag's clock)")
         gt_data.notes.append(f"ground-truth poses from {Path(gt).name} ({len(gt_data.poses)} of {len(frames)} "
                              f"frames matched)")
     return topic, frames, gt_data

@@ -124,7 +124,7 @@ def read_trajectory(path: Path) -> PoseTable:
     """Any of the formats above, told apart by the values per line."""
     rows = _rows(path)
     width = len(rows[0][1])
-    if width == 8 and str(path).endswith(".txt"):
+    if width == 8 and Path(path).suffix != ".csv":  # EuRoC ships csv; TUM files are .txt, .tum, ...
         return read_tum(path)
     if width in (12, 16):
         return read_matrix_rows(path)
@@ -134,9 +134,12 @@ def read_trajectory(path: Path) -> PoseTable:
                               f"(TUM 8, KITTI 12, 4x4 16, EuRoC csv >= 8)")
 
 
-def associate(frame_stamps_ns: np.ndarray, table: PoseTable, max_difference_s: float = 0.02) -> np.ndarray:
-    """Poses for each frame: by index for per-frame tables, else the nearest stamp within `max_difference_s`
-    (the TUM benchmark's `associate.py` default). Frames without a match get NaN poses."""
+MATCH_WINDOW_S = 0.02  # the TUM benchmark's `associate.py` default
+
+
+def associate(frame_stamps_ns: np.ndarray, table: PoseTable, max_difference_s: float = MATCH_WINDOW_S) -> np.ndarray:
+    """Poses for each frame: by index for per-frame tables, else the nearest stamp within `max_difference_s`.
+    Frames without a match get NaN poses."""
     frames = len(frame_stamps_ns)
     out = np.full((frames, 4, 4), np.nan)
     if table.stamps_ns is None:

@@ -170,6 +170,25 @@ class ModelConfig:
         return cls.from_dict(data)
 
 
+def close_names(unknown, known) -> str:
+    """' (did you mean ...?)' for known names that look like a typo of an unknown one, closest first, else ''.
+
+    Dotted names in the same group are compared by their last part, so a shared prefix does not make every
+    name of the group look close.
+    """
+    from difflib import SequenceMatcher
+
+    def closeness(name: str, candidate: str) -> float:
+        group, _, leaf = name.rpartition(".")
+        other_group, _, other_leaf = candidate.rpartition(".")
+        pair = (leaf, other_leaf) if group == other_group else (name, candidate)
+        return SequenceMatcher(None, *pair).ratio()
+
+    scored = sorted(((closeness(str(name), k), k) for name in unknown for k in map(str, known)), reverse=True)
+    close = list(dict.fromkeys(k for score, k in scored if score >= 0.75))[:3]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 def dataclass_from_dict(kind: type, values: dict[str, Any] | None, where: str, error: type[Exception] = None):
     """`kind(**values)` for JSON/YAML data, checked: unknown keys and wrong types raise `error` naming `where`.
 
@@ -181,7 +200,7 @@ def dataclass_from_dict(kind: type, values: dict[str, Any] | None, where: str, e
     fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = set(values) - set(fields)
     if unknown:
-        raise error(f"{where} has unknown keys: {sorted(unknown)}")
+        raise error(f"{where} has unknown keys: {sorted(unknown)}{close_names(unknown, fields)}")
     out = {}
     for key, value in values.items():
         field = fields[key]

@@ -64,11 +64,27 @@ def save_model_dir(model: FourDS, out: Path, metadata: dict[str, Any] | None = N
 def load_model_config(model_dir: Path) -> ModelConfig:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise ModelDirError(f"model directory {model_dir} does not exist")
+        raise ModelDirError(not_a_model_dir(model_dir))
+    run = next((p for p in (model_dir, model_dir.parent.parent) if (p / "checkpoints").is_dir()), None)
+    if not (model_dir / CONFIG_FILE).is_file() and run is not None:
+        raise ModelDirError(f"{model_dir} is a training run's folder, not a model directory: the run writes its model "
+                            f"to {run / 'model'} when it finishes (checkpoints are for resuming)")
     try:
         return ModelConfig.load(model_dir / CONFIG_FILE)
     except ConfigError as exc:
         raise ModelDirError(f"{model_dir}: {exc}") from None
+
+
+def not_a_model_dir(path: Path) -> str:
+    """Why `path`, which is not a folder, cannot be a model directory, and what to do instead."""
+    if not path.exists():
+        return f"model directory {path} does not exist"
+    if path.suffix == ".npz":
+        return (f"{path} is a file (an official 4DS checkpoint?); a model is a directory: make one with "
+                f"`fourds-ros import-official {path} --out DIR` and give DIR")
+    if path.suffix == ".onnx":
+        return f"{path} is an ONNX graph; give the model directory it was exported from (the graph is found in it)"
+    return f"{path} is a file; a model is a directory holding {CONFIG_FILE} and {WEIGHTS_FILE}"
 
 
 def load_model_dir(model_dir: Path, map_location: str | torch.device = "cpu") -> FourDS:

@@ -20,7 +20,7 @@ import torch
 
 from .config import ClipConfig, EncoderConfig, ModelConfig, ReadoutConfig
 from .fourds import FourDS, resize_tables
-from .model_dir import check_state_dict, describe_mismatch, save_model_dir, sha256_file
+from .model_dir import CONFIG_FILE, check_state_dict, describe_mismatch, save_model_dir, sha256_file
 
 SEQUENTIAL_ENCODER, BARE_ENCODER, READOUT = "params/layers_0/", "params/", "params/layers_2/"
 # The release decodes each depth query into a (2, 8, 8) patch; 128 outputs do not identify it uniquely.
@@ -33,6 +33,10 @@ class CheckpointError(ValueError):
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     path = Path(path)
+    if path.is_dir():
+        what = ("a fourds_ros model directory (already imported: give it as --model)" if (path / CONFIG_FILE).is_file()
+                else "a directory")
+        raise CheckpointError(f"{path} is {what}; import-official takes a released 4DS checkpoint file (.npz)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:

@@ -64,4 +64,16 @@ def declare_all(node: Node, table: list[Setting]) -> dict[str, Any]:
         if p.choices is not None and value not in p.choices:
             raise ParameterError(f"parameter '{p.name}': {value!r} is not one of {', '.join(p.choices)}")
         values[p.name] = value
+    for line in unknown_parameters(node, [p.name for p in table]):
+        node.get_logger().warning(line)
     return values
+
+
+def unknown_parameters(node: Node, names: list[str]) -> list[str]:
+    """A line for each parameter given to `node` (params file, `-p`, launch) that it does not have: a typo
+    there would otherwise leave the default running without a word."""
+    from ..model.config import close_names
+    given = [name for name in getattr(node, "_parameter_overrides", {})  # rclpy has no public view of them
+             if not node.has_parameter(name) and not name.startswith("qos_overrides.")]
+    return [f"parameter '{name}' is not one of {node.get_name()}'s and is ignored{close_names([name], names)}"
+            for name in sorted(given)]
