@@ -130,9 +130,22 @@ def test_fusion_corrects_a_wrong_model_depth_where_measured(sideways):
     few = np.full(GRID, np.nan)
     few[0, :3] = truth[0, :3]
     assert not fusion.update(wrong, few, np.ones(GRID))
-    for _ in range(fusion.config.max_age + 1):
-        fusion.moved()
+    fusion.moved(0.9 * fusion.config.max_moving_s)
+    assert fusion.apply(wrong.copy())
+    fusion.moved(0.2 * fusion.config.max_moving_s)
     assert not fusion.apply(wrong.copy())
+
+
+def test_a_standing_camera_keeps_a_correction_until_its_measurements_pass_the_horizon(sideways):
+    (depth, weight), truth = measured(sideways)
+    wrong = np.linspace(1.0, 4.0, GRID[0])[:, None] * np.ones(GRID)
+    fusion = DepthFusion()
+    measured_ns = 5 * 10**9
+    assert fusion.update(wrong, depth, weight, measured_ns=measured_ns)
+    horizon_ns = int(fusion.config.horizon_s * 1e9)
+    assert fusion.apply(wrong.copy(), measured_ns + horizon_ns)  # standing: no motion ages it
+    assert not fusion.apply(wrong.copy(), measured_ns + horizon_ns + 1)
+    assert not fusion.apply(wrong.copy(), measured_ns)  # and it is gone, not merely skipped
 
 
 def test_fusion_keeps_a_right_model_depth_and_ignores_imprecise_measurements():

@@ -38,6 +38,9 @@ def test_a_rosbag2_folder_named_dot_bag_is_read_as_rosbag2(tmp_path):
     _, reference, _ = read_bag(SAMPLE_BAG)
     assert topic == "/camera/image_raw" and [f.stamp_ns for f in frames] == [f.stamp_ns for f in reference]
     assert len(gt.poses) == len(reference) and not gt.notes
+    # The bag given by its storage file, as a file browser offers it, reads the same.
+    _, by_file, _ = read_bag(named / "sample_bag.mcap")
+    assert [f.data for f in by_file] == [f.data for f in reference]
     # The same folder cut short (a killed recorder) is salvaged, not mistaken for a ROS 1 file either.
     from bag_damage import cut_short
     cut_short(named, 0.6, keep_metadata=True)

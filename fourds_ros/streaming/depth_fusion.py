@@ -9,8 +9,8 @@ spread by a wide and a narrow Gaussian kernel (normalised convolution) against t
 (`model_sigma`), so the measurements rule where they are dense and the correction fades where there are none.
 The median ratio itself is kept, so depth and odometry stay in one scale.
 
-A frame with nothing measured in view takes the latest correction while the view has not moved on (`max_age`
-moving frames); a standing camera keeps it.
+A frame with nothing measured in view takes the latest correction while the view has not moved on
+(`max_moving_s` of motion); a standing camera keeps it, up to the measurement's `horizon_s`.
 """
 from __future__ import annotations
 
@@ -28,13 +28,15 @@ class DepthFusion:
 
     def reset(self) -> None:
         self._factor: np.ndarray | None = None  # the correction at model resolution (a factor on depth)
-        self._age = 0
+        self._moving_s = 0.0  # how long the camera has moved since the correction was measured
+        self._measured_ns = 0  # when its measurements were made
 
-    def update(self, depth: np.ndarray, measured: np.ndarray, weight: np.ndarray, pixel_height: float = 1.0) -> bool:
+    def update(self, depth: np.ndarray, measured: np.ndarray, weight: np.ndarray, pixel_height: float = 1.0,
+               measured_ns: int = 0) -> bool:
         """A new correction for `depth` `(h, w)` from `measured` depth (NaN where none) with `weight` (inverse
-        variance of its log), both at model resolution. `pixel_height` is a model pixel's height over its width
-        in camera pixels (the model's resize may stretch one axis), so the kernel is round in the camera's view.
-        Returns whether it was used."""
+        variance of its log), both at model resolution, measured at `measured_ns`. `pixel_height` is a model
+        pixel's height over its width in camera pixels (the model's resize may stretch one axis), so the kernel
+        is round in the camera's view. Returns whether it was used."""
         # A measurement corrects the model only where it is clearly the more precise (its noise at most half
         # the model's): many noisy ones averaged by the kernel are precise in theory and biased in practice.
         precise = weight >= 1.0 / (self.config.precision_ratio * self.config.model_sigma) ** 2
@@ -56,7 +58,7 @@ class DepthFusion:
             if sigma > 0:
                 field = field + self._spread(w * (ratio - field), w, sigma * depth.shape[1], pixel_height)
         self._factor = np.exp(field).astype(np.float32)
-        self._age = 0
+        self._moving_s, self._measured_ns = 0.0, measured_ns
         return True
 
     def _spread(self, values: np.ndarray, weight: np.ndarray, sigma_x: float, pixel_height: float) -> np.ndarray:
@@ -69,14 +71,17 @@ class DepthFusion:
         mass = 2 * np.pi * sigma_x * sigma_y
         return blur(values) / (blur(weight) + 1.0 / (self.config.model_sigma ** 2 * mass))
 
-    def moved(self) -> None:
-        """The camera moved without measurements in view: the correction ages."""
-        self._age += 1
-        if self._age > self.config.max_age:
+    def moved(self, seconds: float) -> None:
+        """The camera moved for `seconds` without measurements in view: the correction ages."""
+        self._moving_s += seconds
+        if self._moving_s > self.config.max_moving_s:
             self._factor = None
 
-    def apply(self, depth: np.ndarray) -> bool:
-        """Correct `depth` in place with the current correction; False (depth untouched) when there is none."""
+    def apply(self, depth: np.ndarray, stamp_ns: int = 0) -> bool:
+        """Correct `depth` of the frame at `stamp_ns` in place with the current correction; False (depth
+        untouched) when there is none or its measurements are older than the horizon."""
+        if self._factor is not None and stamp_ns - self._measured_ns > self.config.horizon_s * 1e9:
+            self._factor = None
         if self._factor is None or self._factor.shape != depth.shape:
             return False
         np.multiply(depth, self._factor, out=depth)

@@ -20,14 +20,21 @@ class DepthPoints:
     def reset(self) -> None:
         self.world: np.ndarray | None = None  # (N, 3) points
         self.weight: np.ndarray | None = None  # (N,) inverse variance of their log depth
+        self.stamp_ns = 0  # when they were measured
 
     def add(self, depth: np.ndarray, weight: np.ndarray, x: np.ndarray, y: np.ndarray, k: np.ndarray,
-            world_from_camera: np.ndarray) -> None:
-        """Depths (NaN where none) with their weights at pixels `x`, `y` of a camera with matrix `k` and pose."""
+            world_from_camera: np.ndarray, stamp_ns: int = 0) -> None:
+        """Depths (NaN where none) with their weights at pixels `x`, `y` of a camera with matrix `k` and pose,
+        measured at `stamp_ns`."""
         usable = np.isfinite(depth) & (depth > 0) & (weight > 0)
         camera = rays(k, x[usable], y[usable]) * depth[usable]
         world = (world_from_camera[:3, :3] @ camera).T + world_from_camera[:3, 3]
-        self.world, self.weight = world, weight[usable].astype(np.float64)
+        self.world, self.weight, self.stamp_ns = world, weight[usable].astype(np.float64), stamp_ns
+
+    def forget_before(self, stamp_ns: int) -> None:
+        """Points measured before `stamp_ns` are dropped (the scene may have changed since)."""
+        if self.world is not None and self.stamp_ns < stamp_ns:
+            self.reset()
 
     def project(self, world_from_camera: np.ndarray, k: np.ndarray, to_grid, shape: tuple[int, int]
                 ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -39,6 +39,7 @@ class GeometryStage:
         self.flow_depth = FlowDepth(config.flow_depth) if fuse else None
         self.depth_points = DepthPoints() if fuse else None
         self._last_geometry_stamp = 0
+        self._last_fused_ns: int | None = None  # the last frame whose depth was fused
         self._nominal_reported = False
         self._model_grid_cache: tuple | None = None  # (key, geometry pixels x, y of the model's pixel centres)
 
@@ -48,6 +49,7 @@ class GeometryStage:
         return self.odometry is not None or self.refiner is not None
 
     def reset(self) -> None:
+        self._last_fused_ns = None
         for part in (self.odometry, self.refiner, self.fusion, self.flow_depth, self.depth_points):
             if part is not None:
                 part.reset()
@@ -126,15 +128,18 @@ class GeometryStage:
             measurement = self.flow_depth.consistent_depth(window.grey[newest], references, k, last.world_from_camera,
                                                            x, y) if references else None
             if measurement is not None:
-                self.depth_points.add(*measurement, x, y, k, last.world_from_camera)
+                self.depth_points.add(*measurement, x, y, k, last.world_from_camera, last.info.stamp_ns)
         to_model = lambda u, v: window.pixel_map.to_model(*window.geometry_map.to_source(u, v))  # noqa: E731
         for i, out in new:
+            stamp = out.info.stamp_ns
+            self.depth_points.forget_before(stamp - int(self.fusion.config.horizon_s * 1e9))
             projected = self.depth_points.project(out.world_from_camera, k, to_model, depth.shape[1:])
             fresh = projected is not None and self.fusion.update(
-                depth[i], *projected, window.pixel_map.scale_y / window.pixel_map.scale_x)
-            if not fresh and out.egomotion_source != "standing":
-                self.fusion.moved()
-            self.fusion.apply(out.depth)  # in place: out.depth is this frame's slice of the window's depth
+                depth[i], *projected, window.pixel_map.scale_y / window.pixel_map.scale_x, self.depth_points.stamp_ns)
+            if not fresh and out.egomotion_source != "standing" and self._last_fused_ns is not None:
+                self.fusion.moved(max(stamp - self._last_fused_ns, 0) * 1e-9)
+            self._last_fused_ns = stamp
+            self.fusion.apply(out.depth, stamp)  # in place: out.depth is this frame's slice of the window's depth
 
     def _model_grid(self, shape: tuple[int, int], window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Geometry pixels of the model's pixel centres (computed once per stream geometry)."""

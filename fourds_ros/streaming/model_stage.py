@@ -1,9 +1,10 @@
 """The model stage: one window through the backend, and its outputs made continuous across windows.
 
 Track seeds and live tracks become the window's queries (`tracks.py`); the backend runs; a window with a
-non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames and the pose
-readout composed into one trajectory (`stitching.py`). Each frame's output is made once, by the first processed
-window that holds it after the last emitted frame.
+non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames (that scale
+returning to the model's own over `depth_scale_horizon_s`) and the pose readout composed into one trajectory
+(`stitching.py`). Each frame's output is made once, by the first processed window that holds it after the last
+emitted frame.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class ModelStage:
     def __init__(self, backend: Backend, config: StreamConfig, stats: StreamStats, log: logging.Logger):
         self.backend, self.config, self.stats, self.log = backend, config, stats, log
         spec = backend.spec
-        self.depth = DepthAligner(config.depth_affine)
+        self.depth = DepthAligner(config.depth_affine, config.depth_scale_horizon_s)
         self.trajectory = Trajectory(memory=4 * spec.clip[0])
         self.points = TrackSet("points", min(config.point_tracks, spec.max_points), config.max_invisible_frames) \
             if "points" in spec.heads and config.point_tracks else None
@@ -76,7 +77,7 @@ class ModelStage:
         scale = None
         if "depth" in out:
             result.depth = out["depth"][0, ..., 0]
-            scale, _ = self.depth.align(seqs, result.depth)
+            scale, _ = self.depth.align(seqs, result.depth, window.infos[-1].stamp_ns)
             for o, i in zip(outputs, range(first, len(seqs))):
                 o.depth = result.depth[i]
         if "pose" in out:

@@ -128,8 +128,12 @@ class DepthFusionConfig(_Checked):
         0.5, "x model_sigma", "measurements noisier than this are left out (many noisy ones averaged are precise "
         "in theory and biased in practice)", (0.001, 100.0))
     min_samples: int = setting(12, "pixels", "fewer measured pixels than this correct nothing", (1, 10**7))
-    max_age: int = setting(8, "frames", "moving frames a correction is reused for without measurements in view",
-                           (0, 10**6))
+    max_moving_s: float = setting(
+        0.3, "s", "how long a moving camera reuses a correction without measurements in view (the view moves on; "
+        "a standing camera keeps it)", (0.0, 3600.0))
+    horizon_s: float = setting(
+        30.0, "s", "a measurement older than this corrects nothing, even on a standing camera (the scene changes: "
+        "people, doors, parked cars)", (0.0, 10**6))
     outlier_mads: float = setting(3.0, "MADs", "log ratios this far from the median are dropped (movers, bad "
                                   "matches)", (0.1, 1000.0))
 
@@ -178,6 +182,9 @@ class StreamConfig(_Checked):
     resize_policy: str = setting("resize", "", "how frames become model input", choices=RESIZE_POLICIES)
     depth_affine: bool = setting(False, "", "stitch depth with scale and shift (for affine-invariant depth "
                                  "models)")
+    depth_scale_horizon_s: float = setting(
+        10.0, "s", "the window-to-window depth scale returns to the model's own over this time: continuous from one "
+        "window to the next, never chained over a whole run (0: chained)", (0.0, 10**6))
     point_tracks: int = setting(32, "tracks", "point tracks kept alive (0: off)", (0, 4096))
     point_seeding: str = setting("corners", "", "how new point tracks are seeded (none: only from "
                                  "tracks/point_seeds)", choices=POINT_SEEDING)

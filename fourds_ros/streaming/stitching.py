@@ -3,6 +3,9 @@
 Consecutive windows overlap by `window_len - window_hop` frames. Each new
 window is aligned to the previous (already aligned) one on those frames, so
 scale does not jump at window boundaries and poses compose into one trajectory.
+The alignment is not chained for ever: its log scale returns to the model's own
+over `depth_scale_horizon_s` (a first-order decay), so an hour of windows cannot
+walk the scale away while neighbouring windows stay continuous.
 """
 from __future__ import annotations
 
@@ -17,19 +20,23 @@ _FIT_STRIDE = 4
 
 
 class DepthAligner:
-    """Least-squares scale (and shift, for affine-invariant depth) against the previous window's overlap."""
+    """The scale (median log ratio; scale and shift by least squares for affine-invariant depth) against the
+    previous window's overlap."""
 
-    def __init__(self, affine: bool = False):
-        self.affine = affine
+    def __init__(self, affine: bool = False, horizon_s: float = 0.0):
+        self.affine, self.horizon_s = affine, horizon_s
         self.previous: dict[int, np.ndarray] = {}
         self.scale, self.shift = 1.0, 0.0
+        self._last_ns: int | None = None
 
     def reset(self) -> None:
         self.previous.clear()
         self.scale, self.shift = 1.0, 0.0
+        self._last_ns = None
 
-    def align(self, seqs: list[int], depth: np.ndarray) -> tuple[float, float]:
-        """Align `depth` `(T, H, W)` of frames `seqs` in place; returns the (scale, shift) applied."""
+    def align(self, seqs: list[int], depth: np.ndarray, stamp_ns: int | None = None) -> tuple[float, float]:
+        """Align `depth` `(T, H, W)` of frames `seqs` (the newest at `stamp_ns`) in place; returns the (scale,
+        shift) applied."""
         overlap = [i for i, s in enumerate(seqs) if s in self.previous]
         if overlap:
             new = np.concatenate([depth[i, ::_FIT_STRIDE, ::_FIT_STRIDE].ravel() for i in overlap])
@@ -37,6 +44,11 @@ class DepthAligner:
             valid = np.isfinite(new) & np.isfinite(old) & (old > 0)
             if valid.sum() >= 16:
                 self.scale, self.shift = self._fit(new[valid], old[valid])
+        if stamp_ns is not None:
+            if self._last_ns is not None and self.horizon_s > 0:
+                keep = max(0.0, 1.0 - (stamp_ns - self._last_ns) * 1e-9 / self.horizon_s)
+                self.scale, self.shift = float(self.scale ** keep), self.shift * keep
+            self._last_ns = stamp_ns
         # With no overlap (after dropped windows) the last factors are the best continuation.
         depth *= self.scale
         depth += self.shift
@@ -49,7 +61,12 @@ class DepthAligner:
             a = np.stack([new, np.ones_like(new)], axis=1)
             (scale, shift), *_ = np.linalg.lstsq(a, old, rcond=None)
         else:
-            scale, shift = float(new @ old / max(new @ new, 1e-12)), 0.0
+            # The median log ratio: symmetric in the two windows (a least-squares ratio shrinks towards the
+            # noisier one, and that bias adds up window after window) and deaf to a mover in the overlap.
+            positive = new > 0
+            if not positive.any():
+                return self.scale, self.shift
+            scale, shift = float(np.exp(np.median(np.log(old[positive] / new[positive])))), 0.0
         if not np.isfinite(scale) or scale <= 0:
             return self.scale, self.shift
         return float(scale), float(shift)
