@@ -144,11 +144,8 @@ def setting_names(kind: type = None, prefix: str = "") -> list[str]:
 
 def _check_setting(key: str) -> None:
     names = setting_names()
-    if key in names:
-        return
-    by_leaf = [n for n in names if n.rpartition(".")[2] == key.rpartition(".")[2]]
-    hint = f" (did you mean {', '.join(by_leaf)}?)" if by_leaf else close_names([key], names)
-    raise TrainConfigError(f"--set {key}: no such setting{hint}")
+    if key not in names:
+        raise TrainConfigError(f"--set {key}: no such setting{close_names([key], names)}")
 
 
 def load_train_config(path: Path, overrides: list[str] = ()) -> TrainConfig:

@@ -173,15 +173,16 @@ class ModelConfig:
 def close_names(unknown, known) -> str:
     """' (did you mean ...?)' for known names that look like a typo of an unknown one, closest first, else ''.
 
-    Dotted names in the same group are compared by their last part, so a shared prefix does not make every
-    name of the group look close.
+    Dotted names are compared by their last part when the unknown name has the candidate's group (a shared
+    prefix would make every name of the group look close) or none at all (`lr` finds `optim.lr`); whole
+    names otherwise.
     """
     from difflib import SequenceMatcher
 
     def closeness(name: str, candidate: str) -> float:
         group, _, leaf = name.rpartition(".")
         other_group, _, other_leaf = candidate.rpartition(".")
-        pair = (leaf, other_leaf) if group == other_group else (name, candidate)
+        pair = (leaf, other_leaf) if group in (other_group, "") else (name, candidate)
         return SequenceMatcher(None, *pair).ratio()
 
     scored = sorted(((closeness(str(name), k), k) for name in unknown for k in map(str, known)), reverse=True)
