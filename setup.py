@@ -48,7 +48,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob(f"{PACKAGE}/data/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob(f"{PACKAGE}/data/*.xml")),
         # The shipped default model: `model_dir` empty means this one (runtime.selection.default_model_dir).
         (f"share/{PACKAGE}/models/default", [f"models/default/{name}" for name in
                                              ("config.json", "model.safetensors", "metadata.json", "README.md")]),

@@ -52,8 +52,9 @@ def cmd_init_model(args: argparse.Namespace) -> None:
                                 for h in args.heads}, name=f"random-{args.size}")
     model = FourDS(config)
     model.reset_parameters(args.seed)
-    out = save_model_dir(model, args.out, {"source": "random init", "seed": args.seed}, overwrite=args.overwrite)
-    print(f"wrote {out} (random weights, seed {args.seed})")
+    out = save_model_dir(model, args.out, {"source": "random init", "seed": args.seed,
+                                           "untrained_heads": sorted(config.heads)}, overwrite=args.overwrite)
+    print(f"wrote {out} (random weights, seed {args.seed}: train its readouts before it publishes anything)")
 
 
 def load_clip(path: Path) -> np.ndarray:
@@ -74,7 +75,7 @@ def load_clip(path: Path) -> np.ndarray:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .model.model_dir import load_model_config
+    from .model.model_dir import load_model_config, untrained_heads
     from .model.queries import centre_box_query, grid_point_queries
     from .runtime import backend_options, create_backend, pad_queries
     config = load_model_config(args.model)
@@ -97,6 +98,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
             arrays["point_queries"] = np.repeat(points[None], clip.shape[0], 0)
         if "boxes" in config.heads:
             arrays["box_queries"] = np.repeat(boxes[None], clip.shape[0], 0)
+    untrained = untrained_heads(args.model)
+    if untrained:  # an untrained head's output is noise that looks like an answer
+        head_of = {"point_queries": "points", "box_queries": "boxes"}
+        arrays = {k: v for k, v in arrays.items() if head_of.get(k, k.split("_")[0]) not in untrained}
+        print(f"left out the {', '.join(untrained)} head{'s' if len(untrained) > 1 else ''} (never trained)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if not k.startswith("features_")))

@@ -20,6 +20,8 @@ NODE_INPUTS = {
 NODE_OUTPUTS = {
     "depth/image": "sensor_msgs/msg/Image",
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth/confidence": "sensor_msgs/msg/Image",
+    "depth/points": "sensor_msgs/msg/PointCloud2",
     "odometry": "nav_msgs/msg/Odometry",
     "pose": "geometry_msgs/msg/PoseStamped",
     "path": "nav_msgs/msg/Path",
@@ -34,8 +36,9 @@ NODE_OUTPUTS = {
 GLOBAL_NODE_TOPICS = {"diagnostics": "/diagnostics", "tf": "/tf"}
 # What a replay records of the node (and the launch file's `ros2 bag record` too), and which of those come once
 # for every emitted frame.
-RECORDED_OUTPUTS = ("depth/image", "depth/camera_info", "odometry", "tracks/points", "tracks/boxes", "diagnostics")
-PER_FRAME_OUTPUTS = ("depth/image", "odometry")
+RECORDED_OUTPUTS = ("depth/image", "depth/camera_info", "depth/confidence", "odometry", "tracks/points", "tracks/boxes",
+                    "diagnostics")
+PER_FRAME_OUTPUTS = ("depth/image", "depth/confidence", "odometry")
 
 # Image encodings of sensor_msgs/Image the node takes: read as they are, or converted on arrival (YUV, Bayer,
 # 16-bit). CompressedImage payloads: what OpenCV decodes to 8-bit grey or colour.
@@ -64,6 +67,8 @@ def compressed(topic: str) -> str:
 POINT_DTYPE = np.dtype([("track_id", "<u4"), ("u", "<f4"), ("v", "<f4"), ("visible", "u1"), ("confidence", "<f4")])
 BOX_DTYPE = np.dtype([("track_id", "<u4"), ("u_min", "<f4"), ("v_min", "<f4"), ("u_max", "<f4"), ("v_max", "<f4"),
                       ("visible", "u1"), ("confidence", "<f4")])
+# The depth's point cloud (`depth/points`): a point per valid depth pixel, metres in the camera's optical frame.
+DEPTH_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("confidence", "<f4")])
 # sensor_msgs/PointField datatype codes.
 POINTFIELD_TYPES = {np.dtype("u1"): 2, np.dtype("<u4"): 6, np.dtype("<f4"): 7}
 _FROM_POINTFIELD = {2: np.dtype("u1"), 6: np.dtype("<u4"), 7: np.dtype("<f4")}
@@ -86,6 +91,13 @@ def pack_boxes(ids: np.ndarray, boxes: np.ndarray, visible: np.ndarray, confiden
     out["track_id"] = ids
     out["u_min"], out["v_min"], out["u_max"], out["v_max"] = boxes.T
     out["visible"], out["confidence"] = visible, confidence
+    return out
+
+
+def pack_depth_points(xyz: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    out = np.empty(len(xyz), DEPTH_POINT_DTYPE)
+    out["x"], out["y"], out["z"] = xyz.T
+    out["confidence"] = confidence
     return out
 
 

@@ -1,6 +1,8 @@
-"""Launch perception_node: `ros2 launch fourds_ros perception.launch.py model_dir:=/path/to/model`."""
+"""Launch perception_node: `ros2 launch fourds_ros perception.launch.py model_dir:=/path/to/model`; `rviz:=true`
+opens RViz 2 on its outputs (config/perception.rviz)."""
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -21,6 +23,9 @@ def generate_launch_description():
         DeclareLaunchArgument("model_dir", default_value="",
                               description="model directory (config.json + model.safetensors); empty: the default model"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime, tensorrt or torch"),
+        DeclareLaunchArgument("rviz", default_value="false", description="open RViz 2 on the node's outputs"),
+        DeclareLaunchArgument("publish_tf", default_value=LaunchConfiguration("rviz"),
+                              description="publish odom_frame -> camera on /tf (RViz needs it to place the points)"),
     ]
     node = Node(
         package="fourds_ros",
@@ -29,8 +34,16 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[LaunchConfiguration("params_file"),
-                    {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend")}],
+                    {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend"),
+                     "publish_tf": LaunchConfiguration("publish_tf")}],
         remappings=[(node_topic("image"), LaunchConfiguration("image_topic")),
                     (node_topic("camera_info"), LaunchConfiguration("camera_info_topic"))],
     )
-    return LaunchDescription([*arguments, node])
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", PathJoinSubstitution([FindPackageShare("fourds_ros"), "config", "perception.rviz"])],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return LaunchDescription([*arguments, node, rviz])

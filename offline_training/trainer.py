@@ -188,7 +188,9 @@ def export(config: TrainConfig, objective: torch.nn.Module, model: FourDS, path:
         fresh = [k for k in missing.missing_keys if not k.startswith("heads.")]
         if fresh:
             raise RuntimeError(f"export is missing encoder weights: {fresh[:5]}")
+        # Pretraining and distillation train the encoder alone: the heads they carry are fresh.
+        untrained = sorted(exported.config.heads) if config.task in ("pretrain", "distill") else []
         save_model_dir(exported, path, {"source": f"offline_training {config.task}", "steps": config.steps,
-                                        "seed": config.seed}, overwrite=True)
+                                        "seed": config.seed, "untrained_heads": untrained}, overwrite=True)
     dist.barrier()
     return path

@@ -2,6 +2,8 @@
 geometry (ray cast, `room_render.py`)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -205,3 +207,35 @@ def test_the_pipeline_publishes_fused_depth_closer_to_the_truth():
             per_frame.append(abs_rel(out.depth, truth))
         errors[fuse_depth] = float(np.mean(per_frame))
     assert errors[True] < 0.8 * errors[False], errors
+
+
+def test_confidence_is_higher_where_measured_and_fades_with_age(sideways):
+    (depth, weight), truth = measured(sideways)
+    wrong = np.linspace(1.0, 4.0, GRID[0])[:, None] * np.ones(GRID)
+    fusion = DepthFusion()
+    config, window = fusion.config, 16
+    prior = fusion.confidence(wrong, 0, window, window)  # nothing measured: the model's prior alone, everywhere
+    expected = math.erf(config.confidence_tolerance / config.model_sigma / math.sqrt(2))
+    np.testing.assert_allclose(prior, expected, rtol=1e-5)
+    assert fusion.update(wrong, depth, weight, measured_ns=0)
+    fused = wrong.copy()
+    fusion.apply(fused, 0)
+    fresh = fusion.confidence(fused, 0, window, window)
+    measured_here = np.isfinite(depth) & (weight > 0)
+    assert fresh[measured_here].mean() > 0.5 > expected and fresh.max() <= 1
+    assert fresh[~measured_here].min() >= expected - 1e-6  # a measurement never makes a pixel less trusted
+    # The more a pixel was trusted, the closer its fused depth is to the truth.
+    error = np.abs(fused - truth) / truth
+    trusted = fresh >= np.median(fresh)
+    assert error[trusted].mean() < error[~trusted].mean()
+    # Moving on without new measurements, and time, both fade it back to the prior.
+    fusion.moved(0.5 * config.max_moving_s)
+    half = fusion.confidence(fused, 0, window, window)
+    assert expected - 1e-6 <= half.mean() < fresh.mean()
+    late = fusion.confidence(fused, int(0.99 * config.horizon_s * 1e9), window, window)
+    assert late.mean() < half.mean()
+    # A window of fewer distinct frames (a stream's first): its model depth is trusted less.
+    assert DepthFusion().confidence(wrong, 0, 1, window).max() < 0.5 * expected
+    invalid = wrong.copy()
+    invalid[0, 0], invalid[0, 1] = np.nan, -1.0
+    assert (DepthFusion().confidence(invalid, 0, window, window)[0, :2] == 0).all()

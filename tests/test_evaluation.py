@@ -40,7 +40,11 @@ def test_eval_scores_every_part_next_to_the_baselines(eval_report):
     assert set(m) == {"depth", "egomotion", "point_tracks", "box_tracks"}, report["notes"]
     assert 0 <= m["depth"]["median_per_frame"]["abs_rel"] and 0 <= m["depth"]["median_per_frame"]["delta_1.25"] <= 1
     assert set(m["depth"]) == {"median_per_frame", "median_per_sequence", "scale_shift_per_frame", "raw_metric",
-                               "per_frame_scale", "coverage"}
+                               "per_frame_scale", "coverage", "by_confidence"}
+    by_confidence = m["depth"]["by_confidence"]
+    assert set(by_confidence) == {"0.25", "0.5", "0.75"}
+    coverages = [by_confidence[t]["coverage"] for t in ("0.25", "0.5", "0.75")]
+    assert coverages == sorted(coverages, reverse=True) and 0 < coverages[0] <= 1  # a higher bar keeps fewer pixels
     assert m["egomotion"]["ate_rmse_m"] >= 0 and m["egomotion"]["frames"] == report["frames"]
     assert 0 <= m["point_tracks"]["average_jaccard"] <= 1 and 0 <= m["box_tracks"]["mean_iou"] <= 1
     assert set(report["baselines"]) == {"constant_depth", "orb_essential_vo", "lucas_kanade"}
@@ -60,7 +64,14 @@ def test_lucas_kanade_beats_chance_on_the_sample_bag(eval_report):
 def test_eval_cli_writes_the_report_and_video(eval_model, tmp_path):
     result = cli("eval", SAMPLE_BAG, "--model", eval_model, "--out", tmp_path / "r", "--video")
     assert "depth AbsRel" in result.stdout and "Lucas-Kanade" in result.stdout
-    assert (tmp_path / "r" / "side_by_side.mp4").stat().st_size > 10_000
+    assert "by confidence: >=0.25:" in result.stdout
+    video = tmp_path / "r" / "side_by_side.mp4"
+    assert video.stat().st_size > 10_000
+    import cv2
+    capture = cv2.VideoCapture(str(video))
+    width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
+    capture.release()
+    assert width == 3 * read_bag(SAMPLE_BAG)[1][0].width  # camera | depth | confidence
 
 
 @pytest.mark.slow

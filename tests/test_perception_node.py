@@ -17,14 +17,15 @@ from conftest import tiny_config
 from fourds_ros.model import FourDS, save_model_dir
 from fourds_ros.ros import messages
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
-from fourds_ros.contract import BOX_DTYPE, POINT_DTYPE, pack_boxes, unpack
+from fourds_ros.contract import BOX_DTYPE, DEPTH_POINT_DTYPE, POINT_DTYPE, pack_boxes, unpack
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder
 from ros_helpers import REPO, next_domain
 
 pytestmark = pytest.mark.slow  # real processes / training runs: `-m "not slow"` leaves them out
 
 PARAMS_FILE = REPO / "config" / "perception.yaml"
-OUTPUTS = {"image": Image, "depth/image": Image, "depth/camera_info": CameraInfo, "odometry": Odometry,
+OUTPUTS = {"image": Image, "depth/image": Image, "depth/camera_info": CameraInfo, "depth/confidence": Image,
+           "depth/points": PointCloud2, "odometry": Odometry,
            "path": PathMsg, "tracks/points": PointCloud2, "tracks/boxes": PointCloud2, "tracks/markers": MarkerArray,
            "/diagnostics": DiagnosticArray}
 
@@ -78,7 +79,7 @@ def play_frames(processes, domain, tmp_path, frames: int, timeout: float, *extra
     assert publisher.wait(timeout) == 0, publisher.log()
 
 
-PER_FRAME = ["depth/image", "odometry"]
+PER_FRAME = ["depth/image", "depth/confidence", "odometry"]
 
 
 def wait_until_connected(listener: TopicRecorder) -> None:
@@ -99,7 +100,8 @@ def run_plan(processes, domain, tmp_path, plan: list, done, what: str) -> TopicR
                                 tmp_path)
         processes.append(publisher)
         assert publisher.wait(300) == 0, publisher.log()
-        listener.wait_until(lambda: done(listener.last_diagnostics()), 120, what)
+        listener.wait_until(lambda: done(listener.last_diagnostics()), 120, what,
+                            lambda: f"last diagnostics {listener.last_diagnostics()}")
         listener.wait_for_node_outputs(PER_FRAME, 60)
     finally:
         listener.close()
@@ -135,17 +137,33 @@ def test_stream_through_the_node(processes, node_model, tmp_path):
     assert depth_stamps == sorted(set(depth_stamps)) and set(depth_stamps) <= set(image_stamps)
     assert all(m.encoding == "32FC1" and (m.height, m.width) == (32, 32) and m.step == 128 for m in depth)
     assert all(m.header.frame_id == "camera_optical_frame" for m in depth)
+    # From the first frame on: the node's first image has its depth (a partial window, its frame repeated).
+    assert depth_stamps[0] == min(image_stamps)
     info = listener.messages("depth/camera_info")[-1]
     fx_source = 64 / np.tan(np.radians(30))
     assert (info.width, info.height) == (32, 32) and info.k[0] == pytest.approx(fx_source / 4)
     assert info.k[4] == pytest.approx(fx_source / 3) and info.k[2] == pytest.approx(15.5)
+    # Confidence: one per depth image, same stamp and size, 0 to 1; the first frames (partial windows) trusted less.
+    confidence = listener.messages("depth/confidence")
+    assert [messages.stamp_ns(m.header) for m in confidence] == depth_stamps
+    values = [np.frombuffer(bytes(m.data), "<f4").reshape(m.height, m.width) for m in confidence]
+    assert all(m.encoding == "32FC1" and (m.height, m.width) == (32, 32) for m in confidence)
+    assert all(((0 <= v) & (v <= 1)).all() for v in values) and values[0].max() < np.median(values[-1])
+    # The depth as points for a costmap: x y z confidence in the optical frame, z the depth at its pixel.
+    clouds = {messages.stamp_ns(m.header): m for m in listener.messages("depth/points")}
+    assert set(clouds) == set(depth_stamps)
+    cloud, image = clouds[depth_stamps[-1]], depth[-1]
+    points = unpack(messages.cloud_fields(cloud), cloud.point_step, bytes(cloud.data), DEPTH_POINT_DTYPE)
+    z = np.frombuffer(bytes(image.data), "<f4")
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "confidence"] and cloud.header.frame_id == image.header.frame_id
+    np.testing.assert_allclose(np.sort(points["z"]), np.sort(z[np.isfinite(z)]), rtol=1e-6)
     # Odometry: every frame, continuous across window boundaries (no step much larger than within windows).
     odom = listener.messages("odometry")
     assert len(odom) == len(depth) and odom[0].header.frame_id == "fourds_odom"
     assert odom[0].child_frame_id == "camera_optical_frame"
     positions = np.array([[m.pose.pose.position.x, m.pose.pose.position.y, m.pose.pose.position.z] for m in odom])
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    boundaries = [i - 1 for i in range(16, len(odom), 4)]
+    boundaries = [i - 1 for i in range(1, len(odom), 4)]  # windows at the 1st, 5th, 9th ... frame
     inside = np.delete(steps, boundaries)
     assert steps[boundaries].max() <= 3 * inside.max() + 1e-6, (steps[boundaries], inside.max())
     # Point tracks: named fields, ids that live across window boundaries.
@@ -154,7 +172,7 @@ def test_stream_through_the_node(processes, node_model, tmp_path):
     records = [unpack(messages.cloud_fields(c), c.point_step, bytes(c.data), POINT_DTYPE) for c in clouds]
     assert [f.name for f in clouds[0].fields] == list(POINT_DTYPE.names)
     ids = [set(r["track_id"].tolist()) for r in records]
-    for boundary in range(16, len(ids), 4):
+    for boundary in range(1, len(ids), 4):
         assert ids[boundary - 1] & ids[boundary], f"no track id survives the window boundary at frame {boundary}"
     assert all((0 <= r["u"]).all() and (r["u"] < 128).all() for r in records if len(r))
     boxes = [unpack(messages.cloud_fields(c), c.point_step, bytes(c.data), BOX_DTYPE) for c in listener.messages("tracks/boxes")]
@@ -359,7 +377,23 @@ def test_launch_file_describes_the_node():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     nodes = [e for e in description.entities if type(e).__name__ == "Node"]
-    assert len(nodes) == 1 and nodes[0].node_executable == "perception_node"
+    assert [n.node_executable for n in nodes] == ["perception_node", "rviz2"]  # RViz with rviz:=true
+
+
+def test_the_rviz_view_shows_what_the_node_publishes():
+    """config/perception.rviz (installed with the package) names only the node's topics, in its odometry frame."""
+    from fourds_ros.contract import NODE_OUTPUTS
+    view = yaml.safe_load((REPO / "config" / "perception.rviz").read_text())["Visualization Manager"]
+    assert view["Global Options"]["Fixed Frame"] == "fourds_odom"
+    topics = {d["Topic"]["Value"].lstrip("/"): d["Class"] for d in view["Displays"] if "Topic" in d}
+    plugin = {"sensor_msgs/msg/Image": "Image", "sensor_msgs/msg/PointCloud2": "PointCloud2",
+              "nav_msgs/msg/Path": "Path", "nav_msgs/msg/Odometry": "Odometry",
+              "visualization_msgs/msg/MarkerArray": "MarkerArray"}
+    shown = {t: c for t, c in topics.items() if t != "camera/image_raw"}  # the camera: the launch file's default
+    assert set(shown) == {"depth/image", "depth/confidence", "depth/points", "path", "odometry", "tracks/markers"}
+    assert all(c == f"rviz_default_plugins/{plugin[NODE_OUTPUTS[t]]}" for t, c in shown.items())
+    points = next(d for d in view["Displays"] if d.get("Topic", {}).get("Value") == "/depth/points")
+    assert points["Channel Name"] == "confidence"
 
 
 def test_the_node_runs_with_no_parameters_on_the_default_model(processes, tmp_path):

@@ -271,8 +271,8 @@ def test_a_slow_model_drops_stale_windows_instead_of_queueing(tmp_path):
     collector.wait_for(60)
     pipeline.close()
     stats = pipeline.stats
-    assert stats.windows_requested == 45 and stats.windows_dropped > 10, stats
-    assert stats.windows_processed + stats.windows_dropped == 45
+    assert stats.windows_requested == 60 and stats.windows_dropped > 10, stats  # one per frame, from the first
+    assert stats.windows_processed + stats.windows_dropped == 60
     assert stats.frames_emitted == 60 and stats.frames_dropped == 0
     worst_window = stats.max_latency_s
     delays = [emitted_at[stamp] - pushed_at[stamp] for stamp in pushed_at if stamp >= 15 * 33_000_000]

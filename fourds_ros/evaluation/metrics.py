@@ -16,13 +16,26 @@ def _depth_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {"abs_rel": float(np.mean(np.abs(pred - gt) / gt)), "delta_1.25": float(np.mean(ratio < 1.25))}
 
 
-def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float]]:
+# Confidence thresholds at which depth is scored on the pixels at or above them (`depth/confidence`).
+CONFIDENCE_THRESHOLDS = (0.25, 0.5, 0.75)
+
+
+def _resized(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`(F, h, w)` images resized (nearest) to `(F, H, W)` `shape`."""
+    if images.shape == shape:
+        return images
+    import cv2
+    return np.stack([cv2.resize(p, (shape[2], shape[1]), interpolation=cv2.INTER_NEAREST) for p in images])
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, confidence: np.ndarray | None = None) -> dict[str, dict]:
     """AbsRel and delta<1.25 of `pred` against `gt` `(F, H, W)` on valid pixels, after three alignments:
-    median scale per frame, one median scale for the sequence, and least-squares scale+shift per frame.
-    `pred` at another resolution is resized (nearest) to `gt`'s."""
-    if pred.shape != gt.shape:
-        import cv2
-        pred = np.stack([cv2.resize(p, (gt.shape[2], gt.shape[1]), interpolation=cv2.INTER_NEAREST) for p in pred])
+    median scale per frame, one median scale for the sequence, and least-squares scale+shift per frame; and
+    without alignment (`raw_metric`: the stream's own scale, what a robot gets). With the prediction's
+    `confidence`, the median-aligned AbsRel on the pixels at each of `CONFIDENCE_THRESHOLDS`, next to a constant
+    depth's (each frame's median ground truth) on the same pixels. `pred` at another resolution is resized
+    (nearest) to `gt`'s."""
+    pred = _resized(pred, gt.shape)
     valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
     if not valid.any():
         raise ValueError("no pixel has both a valid prediction and valid ground truth")
@@ -50,6 +63,27 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float
                               "relative_spread": float(np.std(scales) / max(np.mean(scales), 1e-12))}
     gt_valid = np.isfinite(gt) & (gt > 0)
     out["coverage"] = {"fraction": float(valid.sum() / max(gt_valid.sum(), 1))}
+    if confidence is not None:
+        out["by_confidence"] = _confidence_metrics(pred, gt, _resized(confidence, gt.shape), valid)
+    return out
+
+
+def _confidence_metrics(pred: np.ndarray, gt: np.ndarray, confidence: np.ndarray, valid: np.ndarray) -> dict:
+    """Median-aligned AbsRel (each frame's scale from all its valid pixels) on the pixels at or above each
+    confidence threshold, a constant depth's on the same pixels, and the share of valid pixels they are."""
+    scaled, constant = np.full(pred.shape, np.nan), np.full(pred.shape, np.nan)
+    for f, (p, g, v) in enumerate(zip(pred, gt, valid)):
+        if v.any():
+            scaled[f][v] = p[v] * np.median(g[v]) / np.median(p[v])
+            constant[f][v] = np.median(g[v])
+    out = {}
+    for threshold in CONFIDENCE_THRESHOLDS:
+        chosen = valid & (np.nan_to_num(confidence, nan=-1.0) >= threshold)
+        g = gt[chosen]
+        out[f"{threshold:g}"] = {
+            "abs_rel": float(np.mean(np.abs(scaled[chosen] - g) / g)) if chosen.any() else float("nan"),
+            "constant_abs_rel": float(np.mean(np.abs(constant[chosen] - g) / g)) if chosen.any() else float("nan"),
+            "coverage": float(chosen.sum() / max(valid.sum(), 1))}
     return out
 
 

@@ -58,12 +58,15 @@ def collect(frames: list[Frame], outputs: dict[int, FrameOutput], point_queries,
     first = next((o for o in present if o is not None), None)
     if first is None:
         raise RuntimeError("the pipeline produced no output (fewer frames than one window?)")
-    depth = poses = None
+    depth = confidence = poses = None
     if first.depth is not None:
         depth = np.full((len(frames), *first.depth.shape), np.nan, np.float32)
+        confidence = np.full_like(depth, np.nan)
         for i, o in enumerate(present):
             if o is not None and o.depth is not None:
                 depth[i] = o.depth
+                if o.depth_confidence is not None:
+                    confidence[i] = o.depth_confidence
     if first.world_from_camera is not None:
         poses = np.full((len(frames), 4, 4), np.nan)
         for i, o in enumerate(present):
@@ -75,7 +78,8 @@ def collect(frames: list[Frame], outputs: dict[int, FrameOutput], point_queries,
     for o in present:
         if o is not None and o.egomotion_source is not None:
             sources[o.egomotion_source] = sources.get(o.egomotion_source, 0) + 1
-    return Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, stats, sources)
+    return Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, stats, sources,
+                       confidence)
 
 
 def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):

@@ -108,19 +108,26 @@ def track_figure(path: Path, frames, truth, pred, point_query, lucas_kanade=None
     return path.name
 
 
-def write_video(path: Path, frames, depth: np.ndarray, fps: float = 10.0) -> str:
-    """Camera image | predicted depth (colour-mapped), side by side, mp4v."""
+def write_video(path: Path, frames, depth: np.ndarray, confidence: np.ndarray | None = None,
+                fps: float = 10.0) -> str:
+    """Camera image | predicted depth (colour-mapped) | its confidence (grey, white = trusted), side by side,
+    mp4v."""
     h, w = frames[0].height, frames[0].width
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (2 * w, h))
+    panels = 2 if confidence is None else 3
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (panels * w, h))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path}")
     finite = depth[np.isfinite(depth)]
     vmax = float(np.percentile(finite, 98)) if finite.size else 1.0
     try:
-        for frame, d in zip(frames, depth):
+        for i, (frame, d) in enumerate(zip(frames, depth)):
             d = _resize(np.nan_to_num(d, nan=0.0), (h, w))
-            colour = cv2.applyColorMap(np.clip(d / vmax * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-            writer.write(np.hstack([frame.rgb()[..., ::-1], colour]))
+            row = [frame.rgb()[..., ::-1],
+                   cv2.applyColorMap(np.clip(d / vmax * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)]
+            if confidence is not None:
+                c = _resize(np.nan_to_num(confidence[i], nan=0.0), (h, w))
+                row.append(np.repeat(np.clip(c * 255, 0, 255).astype(np.uint8)[..., None], 3, 2))
+            writer.write(np.hstack(row))
     finally:
         writer.release()
     return path.name

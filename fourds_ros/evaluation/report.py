@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bags.reader import Frame
+from .metrics import CONFIDENCE_THRESHOLDS
 from .scoring import AlignedTruth, Predictions
 
 
@@ -61,7 +62,7 @@ def write_report(report: dict, out_dir: Path, frames: list[Frame], truth: Aligne
         files["tracks_plot"] = track_figure(out_dir / "tracks.png", frames, truth, pred, point_query,
                                             baseline_predictions.get("lucas_kanade"))
     if video and pred.depth is not None:
-        files["video"] = write_video(out_dir / "side_by_side.mp4", frames, pred.depth)
+        files["video"] = write_video(out_dir / "side_by_side.mp4", frames, pred.depth, pred.depth_confidence)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
@@ -91,6 +92,12 @@ def summary(report: dict, out: Path) -> str:
         if baseline in baselines:
             line += f", {baseline_name} {value(baselines[baseline][group], keys):.3f}{unit}"
         lines.append(line)
+    depth = model.get("depth", {})
+    if "by_confidence" in depth:
+        line = f"  depth AbsRel with the stream's own scale (no alignment): {depth['raw_metric']['abs_rel']:.3f}"
+        lines.append(line + "; by confidence: " + ", ".join(
+            f">={t}: {v['abs_rel']:.3f} (constant {v['constant_abs_rel']:.3f}) on {100 * v['coverage']:.0f}%"
+            for t, v in depth["by_confidence"].items()))
     ego = model.get("egomotion", {})
     if ego.get("static"):
         drift_of = lambda m: m["egomotion"]["drift"]["rotation_drift_deg_per_min"]  # noqa: E731
@@ -107,6 +114,11 @@ def summary(report: dict, out: Path) -> str:
 SUMMARY_ROWS = [
     ("depth_abs_rel", "depth", ("median_per_frame", "abs_rel"), False),
     ("depth_delta_1.25", "depth", ("median_per_frame", "delta_1.25"), True),
+    ("depth_metric_abs_rel", "depth", ("raw_metric", "abs_rel"), False),
+    *[(f"depth{part}_at_confidence_{t:g}", "depth", ("by_confidence", f"{t:g}", key), higher)
+      for t in CONFIDENCE_THRESHOLDS for part, key, higher in (("_abs_rel", "abs_rel", False),
+                                                               ("_constant_abs_rel", "constant_abs_rel", False),
+                                                               ("_coverage", "coverage", True))],
     ("ate_rmse_m", "egomotion", ("ate_rmse_m",), False),
     ("ate_se3_rmse_m", "egomotion", ("ate_se3_rmse_m",), False),
     ("rotation_drift_deg_per_min", "egomotion", ("drift", "rotation_drift_deg_per_min"), False),

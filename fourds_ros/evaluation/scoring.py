@@ -23,6 +23,7 @@ class Predictions:
     box_visible: np.ndarray | None  # (M, F)
     stats: StreamStats
     egomotion_sources: dict[str, int] | None = None  # frames answered by each egomotion stage
+    depth_confidence: np.ndarray | None = None  # (F, h, w) like depth, NaN where no output
 
 
 
@@ -97,7 +98,7 @@ def score(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_ind
     stamps_s = pred.stamps_ns / 1e9
     size = (frames[0].height, frames[0].width)
     if truth.depth is not None and pred.depth is not None:
-        out["depth"] = metrics.depth_metrics(pred.depth, truth.depth)
+        out["depth"] = metrics.depth_metrics(pred.depth, truth.depth, pred.depth_confidence)
     else:
         notes.append("depth skipped: " + ("no /ground_truth/depth in the bag" if truth.depth is None else "no depth head"))
     if truth.poses is not None and pred.world_from_camera is not None:
@@ -133,8 +134,9 @@ def score_baselines(frames: list[Frame], truth: AlignedTruth, point_query) -> tu
     rgb = [f.rgb() for f in frames]
     scores, predictions = {}, {}
     if truth.depth is not None:
-        scores["constant_depth"] = {"depth": metrics.depth_metrics(baselines.constant_depth(truth.depth.shape),
-                                                                   truth.depth)}
+        constant = metrics.depth_metrics(baselines.constant_depth(truth.depth.shape), truth.depth)
+        del constant["raw_metric"]  # an arbitrary constant has no metric scale to score
+        scores["constant_depth"] = {"depth": constant}
     if truth.poses is not None and truth.intrinsics is not None:
         predictions["vo"] = poses = baselines.orb_visual_odometry(rgb, truth.intrinsics)
         stamps_s = np.array([f.stamp_ns for f in frames]) / 1e9

@@ -9,7 +9,7 @@ _SOURCES = {
     "config": ("ClipConfig", "ConfigError", "EncoderConfig", "ModelConfig", "ReadoutConfig", "VIT_SIZES",
                "default_heads"),
     "fourds": ("FourDS",),
-    "model_dir": ("ModelDirError", "load_model_dir", "save_model_dir"),
+    "model_dir": ("ModelDirError", "load_model_dir", "save_model_dir", "untrained_heads"),
     "official_import": ("CheckpointError", "import_official"),
 }
 _WHERE = {name: module for module, names in _SOURCES.items() for name in names}

@@ -75,6 +75,28 @@ def load_model_config(model_dir: Path) -> ModelConfig:
         raise ModelDirError(f"{model_dir}: {exc}") from None
 
 
+def untrained_heads(model_dir: Path) -> tuple[str, ...]:
+    """The heads of a model directory that were never trained (fresh weights): `metadata.json`'s
+    `untrained_heads`, written by the import and by training; for directories made before it was written, an
+    import's `added_heads`, and every head of a pretrained or distilled encoder."""
+    model_dir = Path(model_dir)
+    heads = tuple(load_model_config(model_dir).heads)
+    path = model_dir / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{path} is not valid JSON: {exc}") from None
+    if "untrained_heads" in metadata:
+        named = metadata["untrained_heads"]
+    elif "added_heads" in metadata:
+        named = metadata["added_heads"]
+    elif str(metadata.get("source", "")).startswith(("offline_training pretrain", "offline_training distill")):
+        named = heads
+    else:
+        named = ()
+    return tuple(h for h in heads if h in named)
+
+
 def not_a_model_dir(path: Path) -> str:
     """Why `path`, which is not a folder, cannot be a model directory, and what to do instead."""
     if not path.exists():

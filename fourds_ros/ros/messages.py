@@ -29,7 +29,7 @@ def pose_of(matrix: np.ndarray) -> Pose:
 
 
 def track_cloud(records: np.ndarray, header: Header) -> PointCloud2:
-    """Packed track records (`contract`) as a PointCloud2."""
+    """Packed records (`contract`: tracks, depth points) as an unordered PointCloud2."""
     fields = [PointField(name=name, offset=offset, datatype=datatype, count=1)
               for name, offset, datatype in fields_of(records.dtype)]
     step = records.dtype.itemsize

@@ -21,6 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..contract import node_topic, pack_boxes, pack_points
 from ..streaming import FrameOutput
 from ..streaming.camera import depth_at
+from ..streaming.depth_cloud import depth_points, trusted_depth
 from ..streaming.geometry import ray_points
 from . import messages
 
@@ -36,10 +37,17 @@ except ImportError:
 
 class NodeOutputs:
     def __init__(self, node: Node, qos: QoSProfile, odom_frame: str, child_frame_id: str, path_length: int,
-                 path_every: int, publish_tf: bool):
+                 path_every: int, publish_tf: bool, min_confidence: float = 0.0, publish_points: bool = True,
+                 points_stride: int = 1):
         self.odom_frame, self.child_frame_id, self.path_every = odom_frame, child_frame_id, path_every
+        self.min_confidence, self.points_stride = min_confidence, points_stride
+        self.log = node.get_logger()
         self.depth = node.create_publisher(Image, node_topic("depth/image"), qos)
         self.depth_info = node.create_publisher(CameraInfo, node_topic("depth/camera_info"), qos)
+        self.depth_confidence = node.create_publisher(Image, node_topic("depth/confidence"), qos)
+        self.depth_points = node.create_publisher(PointCloud2, node_topic("depth/points"), qos) \
+            if publish_points else None
+        self._said_no_points = False
         self.odom = node.create_publisher(Odometry, node_topic("odometry"), qos)
         self.pose = node.create_publisher(PoseStamped, node_topic("pose"), qos)
         self.path_pub = node.create_publisher(PathMsg, node_topic("path"), qos)
@@ -60,11 +68,15 @@ class NodeOutputs:
         header = Header(stamp=Time(nanoseconds=out.info.stamp_ns).to_msg(), frame_id=out.info.frame_id)
         k_model = None
         if out.depth is not None:
-            self.depth.publish(depth_image(out.depth, header))
+            self.depth.publish(depth_image(trusted_depth(out.depth, out.depth_confidence, self.min_confidence),
+                                           header))
+            if out.depth_confidence is not None:
+                self.depth_confidence.publish(float_image(out.depth_confidence, header))
             if self.camera_info is not None:
                 info = scaled_camera_info(self.camera_info, out, header)
                 self.depth_info.publish(info)
                 k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
+            self._publish_points(out, k_model, header)
         if out.world_from_camera is not None:
             self._publish_pose(out.world_from_camera, header, out.pose_covariance)
         points_uv = boxes = None
@@ -82,6 +94,18 @@ class NodeOutputs:
                 self.detections.publish(detections(header, t.ids, t.source_values, t.visible, t.confidence))
         if out.points is not None or out.boxes is not None:
             self.markers.publish(track_markers(header, out.depth, k_model, points_uv, boxes))
+
+    def _publish_points(self, out: FrameOutput, k: np.ndarray | None, header: Header) -> None:
+        if self.depth_points is None:
+            return
+        if k is None:  # without intrinsics a pixel has no ray
+            if not self._said_no_points:
+                self._said_no_points = True
+                self.log.warning("depth/points needs the camera's intrinsics (camera_info with a focal length): "
+                                 "not published until they arrive")
+            return
+        records = depth_points(out.depth, out.depth_confidence, k, self.points_stride, self.min_confidence)
+        self.depth_points.publish(messages.track_cloud(records, header))
 
     def _publish_pose(self, world_from_camera: np.ndarray, header: Header, covariance: np.ndarray | None) -> None:
         odom_header = Header(stamp=header.stamp, frame_id=self.odom_frame)
@@ -101,10 +125,13 @@ class NodeOutputs:
 
 def depth_image(depth: np.ndarray, header: Header) -> Image:
     """32FC1 metres along the optical axis (REP 118): a value that is not finite or not positive is NaN."""
-    h, w = depth.shape
-    valid = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    return float_image(np.where(np.isfinite(depth) & (depth > 0), depth, np.nan), header)
+
+
+def float_image(values: np.ndarray, header: Header) -> Image:
+    h, w = values.shape
     return Image(header=header, height=h, width=w, encoding="32FC1", is_bigendian=0, step=w * 4,
-                 data=np.ascontiguousarray(valid, dtype="<f4").tobytes())
+                 data=np.ascontiguousarray(values, dtype="<f4").tobytes())
 
 
 def scaled_camera_info(source: CameraInfo, out: FrameOutput, header: Header) -> CameraInfo:

@@ -46,12 +46,20 @@ NODE_PARAMETERS = [
     Setting("odom_frame", "fourds_odom", "frame of odometry/pose/path: the first camera frame of the stream"),
     Setting("child_frame_id", "", "odometry child and tf frame (empty: the image's frame_id)"),
     Setting("publish_tf", False, "publish odom_frame -> child_frame_id on /tf (needs tf2_msgs)"),
+    Setting("min_confidence", 0.0, "depth pixels less trusted than this (depth/confidence) are NaN in depth/image and "
+            "left out of depth/points (0: all published)", range=(0.0, 1.0)),
+    Setting("publish_points", True, "publish depth/points, the depth as a PointCloud2 (x, y, z, confidence) for a "
+            "costmap"),
+    Setting("points_stride", 1, "depth/points takes every k-th depth pixel, across and down", range=(1, 64)),
     Setting("path_length", 500, "poses kept in the published path", range=(1, 1000000)),
     Setting("box_seed_type", "pointcloud2", "message type of tracks/box_seeds", choices=("pointcloud2", "detection2d")),
     Setting("input_reliability", "best_effort", "QoS reliability of image and camera_info", choices=RELIABILITY),
     Setting("input_depth", 5, "QoS history depth of the inputs", range=(1, 1000)),
     Setting("output_reliability", "reliable", "QoS reliability of the outputs", choices=RELIABILITY),
     Setting("output_depth", 10, "QoS history depth of the outputs", range=(1, 1000)),
+    Setting("camera_info_wait_s", 1.0, "while camera_info is published but none has arrived yet, images wait this "
+            "long for it (the first windows' geometry then has the camera's intrinsics); 0: never wait",
+            range=(0.0, 60.0), unit="s"),
     Setting("diagnostics_period", 1.0, "seconds between /diagnostics messages (steady clock, also under sim time)",
             range=(0.05, 3600.0), unit="s"),
 ]
@@ -70,7 +78,8 @@ class PerceptionNode(Node):
             self.get_logger().info(f"model_dir not set: using the default model {p['model_dir']}")
         backend = self._start_backend(p)
         self.outputs = NodeOutputs(self, qos(p["output_reliability"], p["output_depth"]), p["odom_frame"],
-                                   p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"])
+                                   p["child_frame_id"], p["path_length"], p["window_hop"], p["publish_tf"],
+                                   p["min_confidence"], p["publish_points"], p["points_stride"])
         try:  # the pipeline's worker thread hands each frame's output straight to the publishers
             config = StreamConfig.from_values({row.name: p[row.name] for row in settings.table()})
             self.pipeline = StreamingPipeline(backend, config, self.outputs.publish, log=self.get_logger())
@@ -83,11 +92,14 @@ class PerceptionNode(Node):
         self.reported_encodings: set[str] = set()
         self.rejections: dict[str, tuple[float, int]] = {}  # problem kind -> (last logged, rejected since)
         self.reported_distortion_models: set[str] = set()
+        self.camera_info_seen = False
+        self.waiting: list[tuple[str, int, int, int, object]] = []  # images held for the first camera_info
         if p["image_transport"] == "compressed":  # the image_transport convention: <image>/compressed
             self.create_subscription(CompressedImage, compressed(node_topic("image")), self._on_compressed, in_qos)
         else:
             self.create_subscription(Image, node_topic("image"), self._on_image, in_qos)
-        self.create_subscription(CameraInfo, node_topic("camera_info"), self._on_camera_info, in_qos)
+        info = self.create_subscription(CameraInfo, node_topic("camera_info"), self._on_camera_info, in_qos)
+        self.camera_info_topic = info.topic_name
         if p["box_seed_type"] == "detection2d" and Detection2DArray is not None:
             self.create_subscription(Detection2DArray, node_topic("tracks/box_seeds"), self._on_box_detections, 10)
         else:
@@ -121,6 +133,8 @@ class PerceptionNode(Node):
         self._push(COMPRESSED, 0, 0, 0, msg)
 
     def _push(self, encoding: str, height: int, width: int, step: int, msg) -> None:
+        if self._wait_for_camera_info(encoding, height, width, step, msg):
+            return
         try:
             self.pipeline.push(encoding, height, width, step, msg.data, Time.from_msg(msg.header.stamp).nanoseconds,
                                msg.header.frame_id)
@@ -131,6 +145,30 @@ class PerceptionNode(Node):
                     self.get_logger().error(f"rejecting images: {exc}")
             else:
                 self._report_rejection(exc)
+
+    def _wait_for_camera_info(self, *frame) -> bool:
+        """Hold images (True: this one is held) while camera_info is published but has not arrived: a node
+        started beside a running camera gets an image before its camera_info as often as not, and the first
+        windows would track without intrinsics. Held images go on when it arrives, after `camera_info_wait_s` of
+        their stamps, or when a window's worth is held."""
+        wait_s = self.params["camera_info_wait_s"]
+        if self.camera_info_seen or wait_s <= 0 or not self.count_publishers(self.camera_info_topic):
+            self._release_waiting()
+            return False
+        self.waiting.append(frame)
+        first = Time.from_msg(self.waiting[0][-1].header.stamp).nanoseconds
+        waited_s = (Time.from_msg(frame[-1].header.stamp).nanoseconds - first) * 1e-9
+        if waited_s > wait_s or len(self.waiting) > self.params["window_len"]:  # bounded in time and memory
+            self.get_logger().warning(f"no camera_info within {wait_s:g} s of the first image although it is "
+                                      f"published: going on without intrinsics until it comes")
+            self.camera_info_seen = True
+            self._release_waiting()
+        return True
+
+    def _release_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for frame in waiting:
+            self._push(*frame)
 
     def _report_rejection(self, exc: ImageError) -> None:
         """One line per kind of problem every 5 s, with how many of that kind were rejected in between: a
@@ -162,6 +200,8 @@ class PerceptionNode(Node):
                              d=[0.0] * 5, k=rectified.ravel().tolist(), r=list(msg.r),
                              p=np.hstack([rectified, np.zeros((3, 1))]).ravel().tolist())
         self.outputs.camera_info = msg
+        self.camera_info_seen = True
+        self._release_waiting()
 
     def _seed_records(self, msg: PointCloud2, layout) -> np.ndarray | None:
         try:

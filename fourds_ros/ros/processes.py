@@ -128,13 +128,15 @@ class TopicRecorder:
         with self.lock:
             return list(self.received[topic])
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str,
+                   state: Callable[[], str] | None = None) -> None:
+        """Until `predicate()` holds; on timeout an AssertionError naming `what` and, with it, `state()`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
                 return
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {what}" + (f" ({state()})" if state else ""))
 
     def wait_until_matched(self, timeout: float, topics: list[str] | None = None) -> None:
         """Until every recorded topic (or those of `topics`) has a matched publisher (discovered and

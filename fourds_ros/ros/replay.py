@@ -274,17 +274,27 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
     from .messages import cloud_fields, stamp_ns
     stamps = [f.stamp_ns for f in frames]
     index = {s: i for i, s in enumerate(stamps)}
-    depth = poses = None
+    poses = None
     latency = []
-    for received, msg in recorded[node_topic("depth/image")]:
-        i = index.get(stamp_ns(msg.header))
-        if i is None:
-            continue
-        if depth is None:
-            depth = np.full((len(frames), msg.height, msg.width), np.nan, np.float32)
-        depth[i] = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
-        if stamps[i] in published_at:
-            latency.append((received - published_at[stamps[i]]) * 1e3)
+
+    def image_stack(topic: str, on_frame=None) -> np.ndarray | None:
+        out = None
+        for received, msg in recorded[topic]:
+            i = index.get(stamp_ns(msg.header))
+            if i is None:
+                continue
+            if out is None:
+                out = np.full((len(frames), msg.height, msg.width), np.nan, np.float32)
+            out[i] = np.frombuffer(bytes(msg.data), "<f4").reshape(msg.height, msg.width)
+            if on_frame is not None:
+                on_frame(received, stamps[i])
+        return out
+
+    def arrived(received: float, stamp: int) -> None:
+        if stamp in published_at:
+            latency.append((received - published_at[stamp]) * 1e3)
+    depth = image_stack(node_topic("depth/image"), arrived)
+    confidence = image_stack(node_topic("depth/confidence"))
     if recorded[node_topic("odometry")]:
         poses = np.full((len(frames), 4, 4), np.nan)
         for _, msg in recorded[node_topic("odometry")]:
@@ -304,5 +314,5 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
     latency_summary = {"p50": round(float(np.percentile(latency, 50)), 1), "p99": round(float(np.percentile(latency, 99)), 1),
                        "frames": len(latency)} if latency else None
     pred = Predictions(np.array(stamps, np.int64), depth, poses, point_tracks, point_visible, boxes, box_visible,
-                       StreamStats())
+                       StreamStats(), depth_confidence=confidence)
     return pred, latency_summary

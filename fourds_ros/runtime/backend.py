@@ -21,6 +21,12 @@ class IOSpec:
     max_points: int = 0
     max_boxes: int = 0
     video_dtype: str = "uint8"
+    untrained: tuple[str, ...] = ()  # heads the graph computes that were never trained (fresh weights)
+
+    @property
+    def trained_heads(self) -> tuple[str, ...]:
+        """The heads whose outputs mean something: the only ones used and published."""
+        return tuple(h for h in self.heads if h not in self.untrained)
 
     @property
     def video_shape(self) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..model import load_model_dir
-from ..model.model_dir import WEIGHTS_FILE, sha256_file
+from ..model.model_dir import WEIGHTS_FILE, sha256_file, untrained_heads
 from .graph import InferenceGraph
 from .graph_files import ExportError, GraphSpec, work_directory, write_record
 from .quantize import quantize_int8
@@ -59,6 +59,7 @@ def export_onnx(model_dir: Path, out_dir: Path, clip: tuple[int, int, int] | Non
             "max_queries": {h: cfg.heads[h].max_queries for h in ("points", "boxes") if h in graph.heads},
             "model_config": cfg.to_dict(),
             "source_weights_sha256": sha256_file(model_dir / WEIGHTS_FILE),
+            "untrained_heads": [h for h in untrained_heads(model_dir) if h in graph.heads],
             "exporter": {"torch": torch.__version__, "dynamo": dynamo},
         }
         if external is not None:

@@ -144,4 +144,5 @@ def read_record(onnx_path: Path) -> dict[str, Any]:
 def spec_from_record(record: dict) -> IOSpec:
     spec, limits = record["spec"], record.get("max_queries", {})
     return IOSpec(int(spec["batch"]), tuple(spec["clip"]), tuple(spec["heads"]), int(limits.get("points", 0)),
-                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"])
+                  int(limits.get("boxes", 0)), record["inputs"]["video"]["dtype"],
+                  tuple(h for h in record.get("untrained_heads", ()) if h in spec["heads"]))

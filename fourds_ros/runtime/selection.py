@@ -6,6 +6,7 @@ backend cannot run, bad model directory, failed export) into a `BackendError` na
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,16 @@ def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path 
                                f"that has it: fourds-ros export --model {model_dir} --out {model_dir}/onnx") from None
     if name == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(onnx_path, **options)
-    from .tensorrt_backend import TensorRTBackend
-    return TensorRTBackend(onnx_path, **options)
+        backend = OnnxRuntimeBackend(onnx_path, **options)
+    else:
+        from .tensorrt_backend import TensorRTBackend
+        backend = TensorRTBackend(onnx_path, **options)
+    if model_dir is not None:  # the model directory says which heads were trained, whatever a graph's record says
+        from ..model.model_dir import ModelDirError, untrained_heads
+        try:
+            untrained = untrained_heads(model_dir)
+        except ModelDirError as exc:
+            backend.close()
+            raise BackendError(str(exc)) from None
+        backend.spec = replace(backend.spec, untrained=tuple(h for h in untrained if h in backend.spec.heads))
+    return backend

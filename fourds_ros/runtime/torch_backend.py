@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model import load_model_dir
+from ..model import load_model_dir, untrained_heads
 from .backend import Backend, BackendError, IOSpec
 from .graph import InferenceGraph
 
@@ -32,7 +32,8 @@ class TorchBackend(Backend):
         spec = IOSpec(batch, (cfg.clip.frames, cfg.clip.height, cfg.clip.width), self.graph.heads,
                       cfg.heads["points"].max_queries if "points" in self.graph.heads else 0,
                       cfg.heads["boxes"].max_queries if "boxes" in self.graph.heads else 0,
-                      "float32" if float_input else "uint8")
+                      "float32" if float_input else "uint8",
+                      tuple(h for h in untrained_heads(model_dir) if h in self.graph.heads))
         super().__init__(spec, f"torch {torch.__version__} on {self.device} ({precision})")
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -11,11 +11,18 @@ The median ratio itself is kept, so depth and odometry stay in one scale.
 
 A frame with nothing measured in view takes the latest correction while the view has not moved on
 (`max_moving_s` of motion); a standing camera keeps it, up to the measurement's `horizon_s`.
+
+Each pixel's confidence comes from the same error model: the log depth's precision is the model's prior
+(`model_sigma`, larger for a window of fewer distinct frames) plus the measurements' averaged over the narrow kernel,
+fading linearly as the correction ages (in motion and in time); confidence is the chance that a Gaussian error of
+that precision is within `confidence_tolerance`. It says how far each pixel's shape is to be trusted; the stream's
+scale as a whole is the model's, and the same for every pixel.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.special import erf
 
 from .settings import DepthFusionConfig
 
@@ -28,6 +35,7 @@ class DepthFusion:
 
     def reset(self) -> None:
         self._factor: np.ndarray | None = None  # the correction at model resolution (a factor on depth)
+        self._precision: np.ndarray | None = None  # what the measurements behind it add to each log depth's precision
         self._moving_s = 0.0  # how long the camera has moved since the correction was measured
         self._measured_ns = 0  # when its measurements were made
 
@@ -58,18 +66,24 @@ class DepthFusion:
             if sigma > 0:
                 field = field + self._spread(w * (ratio - field), w, sigma * depth.shape[1], pixel_height)
         self._factor = np.exp(field).astype(np.float32)
+        # What the measurements add at a pixel: their weight averaged over the narrow kernel, not summed. One
+        # flow and one pose make them all, so their errors are shared: a neighbourhood of them is worth one.
+        narrow = self.config.detail_sigma * depth.shape[1]
+        self._precision = w if narrow <= 0 else self._blur(w, narrow, pixel_height)
         self._moving_s, self._measured_ns = 0.0, measured_ns
         return True
 
     def _spread(self, values: np.ndarray, weight: np.ndarray, sigma_x: float, pixel_height: float) -> np.ndarray:
         """Nadaraya-Watson by normalised convolution (zero outside the image); the prior weighs as much as
         the model at a pixel (inverse variance `model_sigma`) and pulls towards no change."""
-        sigma_y = sigma_x / pixel_height
+        prior = 1.0 / (self.config.model_sigma ** 2 * _mass(sigma_x, pixel_height))
+        return (self._blur(values, sigma_x, pixel_height)
+                / (self._blur(weight, sigma_x, pixel_height) + prior))
 
-        def blur(image):
-            return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma_x, sigmaY=sigma_y, borderType=cv2.BORDER_CONSTANT)
-        mass = 2 * np.pi * sigma_x * sigma_y
-        return blur(values) / (blur(weight) + 1.0 / (self.config.model_sigma ** 2 * mass))
+    @staticmethod
+    def _blur(image: np.ndarray, sigma_x: float, pixel_height: float) -> np.ndarray:
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma_x, sigmaY=sigma_x / pixel_height,
+                                borderType=cv2.BORDER_CONSTANT)
 
     def moved(self, seconds: float) -> None:
         """The camera moved for `seconds` without measurements in view: the correction ages."""
@@ -86,3 +100,38 @@ class DepthFusion:
             return False
         np.multiply(depth, self._factor, out=depth)
         return True
+
+    def confidence(self, depth: np.ndarray, stamp_ns: int, window_frames: int, window_len: int) -> np.ndarray:
+        """How far to trust each pixel of `depth`, the frame at `stamp_ns` after `apply`, from a window of
+        `window_frames` distinct frames of `window_len`."""
+        precision = None
+        if self._factor is not None and self._factor.shape == depth.shape:
+            fade = _fade(self._moving_s, self.config.max_moving_s) * \
+                _fade((stamp_ns - self._measured_ns) * 1e-9, self.config.horizon_s)
+            precision = self._precision * fade if fade > 0 else None
+        return depth_confidence(depth, self.config, window_frames, window_len, precision)
+
+
+def depth_confidence(depth: np.ndarray, config: DepthFusionConfig, window_frames: int, window_len: int,
+                     measured_precision: np.ndarray | None = None) -> np.ndarray:
+    """The chance that each pixel's log depth is within `confidence_tolerance` of the truth: a Gaussian error
+    whose precision is the model's prior plus `measured_precision`; 0 where the depth is not valid. A window of
+    fewer distinct frames informs the model less: its prior's variance grows as `window_len / window_frames`."""
+    precision = np.full(depth.shape, window_frames / (window_len * config.model_sigma ** 2), np.float64)
+    if measured_precision is not None:
+        precision += measured_precision
+    confidence = erf(config.confidence_tolerance * np.sqrt(precision / 2.0))
+    confidence[~(np.isfinite(depth) & (depth > 0))] = 0.0
+    return confidence.astype(np.float32)
+
+
+def _mass(sigma_x: float, pixel_height: float) -> float:
+    """The integral of an unnormalised Gaussian kernel (peak 1) of these widths."""
+    return 2 * np.pi * sigma_x * sigma_x / pixel_height
+
+
+def _fade(elapsed: float, horizon: float) -> float:
+    """A measurement's weight after `elapsed` of a `horizon` (linear, none at the horizon)."""
+    if horizon <= 0:
+        return 1.0 if elapsed <= 0 else 0.0
+    return float(np.clip(1.0 - elapsed / horizon, 0.0, 1.0))

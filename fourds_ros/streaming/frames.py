@@ -126,15 +126,20 @@ class FrameRing:
         return self.infos[(self.count - 1) % self.capacity] if self.count else None
 
     def copy_window(self, length: int, out: np.ndarray) -> list[FrameInfo]:
-        """Copy the newest `length` frames, oldest first, into `out` `(length, H, W, 3)`."""
-        if self.count < length:
-            raise ValueError(f"only {self.count} frames buffered, a window needs {length}")
-        start = self.count - length
+        """Copy the newest `length` frames, oldest first, into `out` `(length, H, W, 3)`. With fewer frames
+        buffered, the oldest is repeated in front of them (a camera that stood still before it started; a single
+        image read as a video, as 4DS does); the infos are those of the frames buffered."""
+        if self.count == 0:
+            raise ValueError("no frame buffered")
+        have = min(self.count, length)
+        start = self.count - have
         first = start % self.capacity
-        split = min(length, self.capacity - first)
-        out[:split] = self.frames[first:first + split]
-        out[split:length] = self.frames[:length - split]
-        return [self.infos[(start + i) % self.capacity] for i in range(length)]
+        split = min(have, self.capacity - first)
+        pad = length - have
+        out[pad:pad + split] = self.frames[first:first + split]
+        out[pad + split:length] = self.frames[:have - split]
+        out[:pad] = out[pad]
+        return [self.infos[(start + i) % self.capacity] for i in range(have)]
 
 
 _TO_GREY = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,

@@ -4,6 +4,7 @@
 - Depth fusion: the newest frame's depth triangulated from dense flow (`flow_depth.py`), kept as world points
   (`depth_points.py`) and fused into every new frame's depth (`depth_fusion.py`).
 - Point refinement (`refine.py`): the model's point tracks refined with Lucas-Kanade on the grey frames.
+- Depth confidence: each depth pixel's, from what produced it (`depth_fusion.py`).
 
 Without camera_info the camera is taken to be a pinhole of `NOMINAL_FOV_DEG` (said once in the log).
 """
@@ -14,7 +15,7 @@ import logging
 import numpy as np
 
 from .camera import depth_at_pixels
-from .depth_fusion import DepthFusion
+from .depth_fusion import DepthFusion, depth_confidence
 from .depth_points import DepthPoints
 from .egomotion import GeometricOdometry
 from .flow_depth import FlowDepth
@@ -69,6 +70,10 @@ class GeometryStage:
             last = frames[-1]
             x, y = window.pixel_map.to_model(last.source_values[:, 0], last.source_values[:, 1])
             result.points.move_to(last.ids, np.stack([x, y], 1))
+        for out in result.outputs:  # frames no measurement reached: the model's prior alone
+            if out.depth is not None and out.depth_confidence is None:
+                out.depth_confidence = depth_confidence(out.depth, self.config.depth_fusion, out.window_frames,
+                                                        self.config.window_len)
 
     def _poses(self, window: Window, result: ModelResult, k: np.ndarray) -> None:
         """Each new frame's pose from the geometric stage, in the order the frames came.
@@ -140,6 +145,7 @@ class GeometryStage:
                 self.fusion.moved(max(stamp - self._last_fused_ns, 0) * 1e-9)
             self._last_fused_ns = stamp
             self.fusion.apply(out.depth, stamp)  # in place: out.depth is this frame's slice of the window's depth
+            out.depth_confidence = self.fusion.confidence(out.depth, stamp, out.window_frames, self.config.window_len)
 
     def _model_grid(self, shape: tuple[int, int], window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Geometry pixels of the model's pixel centres (computed once per stream geometry)."""

@@ -40,7 +40,8 @@ class Window:
     source_size: tuple[int, int]  # (height, width) of the camera image
     requested_at: float
     camera_matrix: np.ndarray | None  # of the camera images after rectification; None: unknown
-    grey: np.ndarray | None = None  # (T, h, w) geometry-resolution frames of the window
+    padding: int = 0  # copies of the first frame in front of `infos` (a window of a stream's first frames)
+    grey: np.ndarray | None = None  # (T, h, w) geometry-resolution frames of `infos`
     geometry_map: PixelMap | None = None  # geometry pixels -> camera pixels
 
 
@@ -153,10 +154,11 @@ class FrameIntake:
         return None if last is None else last.seq
 
     def window(self, out: np.ndarray) -> Window:
-        """The newest `window_len` frames copied into `out` `(T, H, W, 3)`, with what the later stages need."""
+        """The newest `window_len` frames copied into `out` `(T, H, W, 3)`, with what the later stages need;
+        fewer frames are padded in front (`Window.padding`)."""
         infos = self.ring.copy_window(self.config.window_len, out)
         window = Window(self.epoch, infos, self.preprocess.pixel_map(*self._view_size).then(self._to_camera),
-                        self._size, time.monotonic(), self._camera_matrix)
+                        self._size, time.monotonic(), self._camera_matrix, self.config.window_len - len(infos))
         if self.geometry is not None:
             window.grey = self.geometry.copy_window([info.seq for info in infos])
             window.geometry_map = self.geometry.pixel_map().then(self._to_camera)

@@ -18,7 +18,7 @@ from .intake import Window
 from .output import FrameOutput, StreamStats
 from .settings import StreamConfig
 from .stitching import DepthAligner, Trajectory
-from .tracks import SeedInbox, TrackFrame, TrackSet, window_queries
+from .tracks import SeedInbox, TrackFrame, TrackQueries, TrackSet, window_queries
 
 
 @dataclass
@@ -35,20 +35,23 @@ class ModelResult:
 
 
 class ModelStage:
-    def __init__(self, backend: Backend, config: StreamConfig, stats: StreamStats, log: logging.Logger):
+    def __init__(self, backend: Backend, config: StreamConfig, stats: StreamStats, log: logging.Logger,
+                 heads: tuple[str, ...]):
         self.backend, self.config, self.stats, self.log = backend, config, stats, log
-        spec = backend.spec
+        spec, self.heads = backend.spec, heads
         self.depth = DepthAligner(config.depth_affine, config.depth_scale_horizon_s)
         self.trajectory = Trajectory(memory=4 * spec.clip[0])
         self.points = TrackSet("points", min(config.point_tracks, spec.max_points), config.max_invisible_frames) \
-            if "points" in spec.heads and config.point_tracks else None
-        self.boxes = TrackSet("boxes", spec.max_boxes, config.max_invisible_frames) if "boxes" in spec.heads else None
+            if "points" in heads and config.point_tracks else None
+        self.boxes = TrackSet("boxes", spec.max_boxes, config.max_invisible_frames) if "boxes" in heads else None
         self.seeds = SeedInbox()
         self._last_emitted = -1
+        self._partial = False  # the last window was partial
 
     def reset(self) -> None:
         """A new stream: nothing of the old one carries over (its seeds still wait for their frames)."""
         self._last_emitted = -1
+        self._partial = False
         self.depth.reset()
         self.trajectory.reset()
         for tracks in (self.points, self.boxes):
@@ -56,27 +59,42 @@ class ModelStage:
                 tracks.reset()
 
     def run(self, window: Window, clip: np.ndarray) -> ModelResult | None:
-        """The window's new frames with the model's outputs; None when the window is dropped (non-finite)."""
+        """The window's new frames with the model's outputs; None when the window is dropped (non-finite).
+
+        A partial window (`window.padding` copies of its first frame in front) is run whole; the copies' outputs
+        are left out, so everything after this sees the window's own frames only."""
         seqs = [info.seq for info in window.infos]
+        pad = window.padding
         first = next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
         self.seeds.deliver([info.stamp_ns for info in window.infos], seqs, window.pixel_map,
                            {"points": self.points, "boxes": self.boxes}, self.log)
-        point_q, box_q = window_queries(self.points, self.boxes, clip[0], seqs, first, self.config.point_seeding)
-        out = self.backend.run(clip, pad_queries(self.backend.spec, point_q.array(3) if point_q else None,
-                                                 box_q.array(5) if box_q else None))
+        point_q, box_q = window_queries(self.points, self.boxes, clip[0, pad:], seqs, first,
+                                        self.config.point_seeding)
+        out = self.backend.run(clip, pad_queries(self.backend.spec, _shifted(point_q, 3, pad), _shifted(box_q, 5, pad)))
         bad = [name for name, value in out.items() if not np.isfinite(value).all()]
         if bad:
             self.stats.windows_nonfinite += 1
             self.log.warning(f"dropping a window: non-finite values in {', '.join(bad)}")
             return None
+        out = {name: value[:, :, pad:] if name.startswith(("points", "boxes")) else value[:, pad:]
+               for name, value in out.items() if name.split("_")[0] in self.heads}
         self.stats.windows_processed += 1
-        missed = seqs[first] - self._last_emitted - 1 if first < len(seqs) and self._last_emitted >= 0 else 0
+        self.stats.windows_partial += pad > 0
+        # Frames between the last emitted and this window's first new one were never covered (windows replaced
+        # under load), the stream's first frames included.
+        missed = seqs[first] - self._last_emitted - 1 if first < len(seqs) else 0
         self.stats.frames_dropped += max(missed, 0)
-        outputs = [FrameOutput(info, window.pixel_map, window.source_size) for info in window.infos[first:]]
+        outputs = [FrameOutput(info, window.pixel_map, window.source_size, window_frames=len(seqs))
+                   for info in window.infos[first:]]
         result = ModelResult(outputs, first, None, None)
         scale = None
         if "depth" in out:
             result.depth = out["depth"][0, ..., 0]
+            if pad == 0 and self._partial:
+                # The first full window keeps the model's own scale: a single image's depth scale is not one to
+                # anchor a stream on.
+                self.depth.reset()
+            self._partial = pad > 0
             scale, _ = self.depth.align(seqs, result.depth, window.infos[-1].stamp_ns)
             for o, i in zip(outputs, range(first, len(seqs))):
                 o.depth = result.depth[i]
@@ -104,3 +122,12 @@ class ModelStage:
         self.stats.frames_emitted += len(outputs)
         if outputs:
             self._last_emitted = outputs[-1].info.seq
+
+
+def _shifted(queries: TrackQueries | None, width: int, pad: int) -> np.ndarray | None:
+    """Queries as the backend takes them `(N, width)`: their frame index counted in the padded window."""
+    if queries is None:
+        return None
+    rows = queries.array(width)
+    rows[:, 0] += pad
+    return rows

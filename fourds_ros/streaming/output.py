@@ -17,6 +17,8 @@ class FrameOutput:
     pixel_map: PixelMap  # model pixels -> source pixels
     source_size: tuple[int, int]  # (height, width) of the camera image
     depth: np.ndarray | None = None  # (h, w) float32 metres at model resolution
+    depth_confidence: np.ndarray | None = None  # (h, w) float32 in [0, 1]: how far to trust each depth pixel
+    window_frames: int = 0  # distinct frames in the window that gave this output (fewer than its length: partial)
     world_from_camera: np.ndarray | None = None  # (4, 4)
     pose_covariance: np.ndarray | None = None  # (6, 6): x, y, z, rotation about x, y, z (nav_msgs/Odometry order)
     egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, fused, readout, interpolated
@@ -37,6 +39,7 @@ class StreamStats:
     windows_processed: int = 0
     windows_dropped: int = 0  # replaced while pending by a newer window
     windows_nonfinite: int = 0
+    windows_partial: int = 0  # windows of a stream's first frames, their first frame repeated
     resets: int = 0
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=256))  # the last 256 windows
     max_latency_s: float = 0.0  # the slowest window of the whole run
@@ -59,5 +62,6 @@ class StreamStats:
             "frames_rejected": self.frames_rejected, "frames_dropped": self.frames_dropped,
             "frames_emitted": self.frames_emitted, "windows_processed": self.windows_processed,
             "windows_dropped": self.windows_dropped, "windows_nonfinite": self.windows_nonfinite,
+            "windows_partial": self.windows_partial,
             "stream_resets": self.resets,
         }

@@ -19,13 +19,29 @@ from typing import Callable
 
 import numpy as np
 
-from ..runtime import Backend
+from ..runtime import Backend, IOSpec
 from .geometry_stage import GeometryStage
 from .intake import FrameIntake, Window
 from .model_stage import ModelStage
 from .output import FrameOutput, StreamStats
 from .scheduler import WindowScheduler
 from .settings import StreamConfig
+
+
+def trained_heads(spec: IOSpec, config: StreamConfig, log: logging.Logger) -> tuple[str, ...]:
+    """The heads the stream uses: those the model was trained to give (an untrained head's output is noise
+    that looks like an answer). Says once which are left out; a setting that needs one of them is an error."""
+    heads = spec.trained_heads
+    if not heads:
+        raise ValueError(f"the model has no trained head (its heads {', '.join(spec.heads)} are all fresh weights): "
+                         f"train its readouts first (docs/training.md)")
+    if spec.untrained:
+        log.warning(f"the model's {', '.join(spec.untrained)} head{'s' if len(spec.untrained) > 1 else ''} "
+                    f"{'were' if len(spec.untrained) > 1 else 'was'} never trained: not used or published")
+    if config.egomotion in ("readout", "fused") and "pose" not in heads:
+        raise ValueError(f"egomotion {config.egomotion} needs the 4DS pose head, which this model "
+                         f"{'never trained' if 'pose' in spec.heads else 'does not have'}")
+    return heads
 
 
 class StreamingPipeline:
@@ -37,9 +53,10 @@ class StreamingPipeline:
             raise ValueError(f"window_len {config.window_len} does not match the model's {spec.clip[0]} frames")
         self.backend, self.on_output = backend, on_output
         self.log = log or logging.getLogger("fourds_ros.streaming")
+        self.heads = trained_heads(spec, config, self.log)
         self.stats = StreamStats()
-        self.model = ModelStage(backend, config, self.stats, self.log)
-        self.geometry = GeometryStage(config, spec.heads, self.model.points is not None, self.log)
+        self.model = ModelStage(backend, config, self.stats, self.log, self.heads)
+        self.geometry = GeometryStage(config, self.heads, self.model.points is not None, self.log)
         self.intake = FrameIntake(config, spec.clip, self.geometry.needs_frames, self.stats, self.log)
         self.scheduler = WindowScheduler(self.intake, config, self._process, self.stats, self.log)
         self._epoch = -1  # the stream of the last processed window

@@ -32,22 +32,29 @@ class WindowScheduler:
         self.lock = threading.Condition()
         self._requested_upto = -1  # the newest frame a requested window holds
         self._busy = False
+        self._deferred = False  # a window of the new stream waits for the old stream's last one to be taken
         self._stop = False
         self._worker = threading.Thread(target=self._run, name="fourds-inference", daemon=True)
         self._worker.start()
 
     # Caller holds the lock --------------------------------------------------------
     def frame_accepted(self) -> None:
-        """A frame went into the ring: request a window every `window_hop` frames once the ring is full."""
-        count, length = self.intake.count, self.config.window_len
-        if count >= length and (count - length) % self.config.window_hop == 0:
+        """A frame went into the ring: request a window every `window_hop` frames, from the first frame on with
+        `partial_windows` (the ring not yet full, its first frame repeated), else once the ring is full."""
+        count = self.intake.count
+        if count >= self.min_frames and (count - self.min_frames) % self.config.window_hop == 0:
             self._request()
+
+    @property
+    def min_frames(self) -> int:
+        """The fewest frames a window may hold."""
+        return 1 if self.config.partial_windows else self.config.window_len
 
     def finish_stream(self) -> None:
         """The stream restarts: its last frames are good, so a window covers them if there are enough."""
         last = self.intake.last_seq
         if last is not None and last > self._requested_upto:
-            if self.intake.count >= self.config.window_len:
+            if self.intake.count >= self.min_frames:
                 self._request()
             else:
                 self.stats.frames_dropped += self.intake.count  # too few for a window: nothing can cover them
@@ -78,6 +85,11 @@ class WindowScheduler:
 
     # Internals -------------------------------------------------------------------------
     def _request(self) -> None:
+        if self._pending is not None and self._pending.epoch != self.intake.epoch:
+            # The last window of a stream that ended holds frames no window of the new stream can cover: it
+            # stays, and the new stream's window is made once the worker has taken it.
+            self._deferred = True
+            return
         if self._pending is not None:
             self.stats.windows_dropped += 1
         self._pending = self.intake.window(self._pending_buf[0])
@@ -87,7 +99,7 @@ class WindowScheduler:
 
     def _request_remaining(self) -> None:
         last = self.intake.last_seq
-        if last is not None and self.intake.count >= self.config.window_len and last > self._requested_upto:
+        if last is not None and self.intake.count >= self.min_frames and last > self._requested_upto:
             self._request()
 
     def _flush_if_idle(self) -> None:
@@ -107,6 +119,9 @@ class WindowScheduler:
                 self._pending = None
                 self._busy = True
                 self._pending_buf, self._active_buf = self._active_buf, self._pending_buf
+                if self._deferred:
+                    self._deferred = False
+                    self._request()
             try:
                 self.process(window, self._active_buf)
             except Exception:  # a failing window must not kill the stream

@@ -136,6 +136,9 @@ class DepthFusionConfig(_Checked):
         "people, doors, parked cars)", (0.0, 10**6))
     outlier_mads: float = setting(3.0, "MADs", "log ratios this far from the median are dropped (movers, bad "
                                   "matches)", (0.1, 1000.0))
+    confidence_tolerance: float = setting(
+        0.1, "log depth", "depth/confidence is the chance, under the fusion's error model, that a pixel's depth is "
+        "within this of the truth (0.1: about 10%)", (0.001, 10.0))
 
 
 @dataclass
@@ -180,6 +183,9 @@ class StreamConfig(_Checked):
                               (1, 256))
     frame_stride: int = setting(1, "frames", "use every k-th camera frame", (1, 1000))
     resize_policy: str = setting("resize", "", "how frames become model input", choices=RESIZE_POLICIES)
+    partial_windows: bool = setting(
+        True, "", "output from a stream's first frame: until the ring holds a window, windows repeat their first "
+        "frame in front (as 4DS reads a single image); their frames are marked partial, their depth less trusted")
     depth_affine: bool = setting(False, "", "stitch depth with scale and shift (for affine-invariant depth "
                                  "models)")
     depth_scale_horizon_s: float = setting(

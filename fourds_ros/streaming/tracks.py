@@ -182,7 +182,8 @@ class SeedInbox:
                 log: logging.Logger) -> None:
         """Seed the tracks of every seed whose stamp matches a frame of this window; keep those still to come."""
         stamps_a = np.asarray(stamps)
-        half_period = max(float(np.median(np.diff(stamps_a))), 1.0) / 2
+        # A window of one frame (a stream's first) has no period: a seed must carry its frame's stamp.
+        half_period = max(float(np.median(np.diff(stamps_a))), 1.0) / 2 if len(stamps_a) > 1 else 0.5
         later = []
         while self._items:
             kind, stamp, value, track_id = self._items.popleft()
