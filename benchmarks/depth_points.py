@@ -50,8 +50,9 @@ def main() -> None:
         k = np.array([[w / 1.15, 0, (w - 1) / 2], [0, w / 1.15, (h - 1) / 2], [0, 0, 1]])
         for stride, min_confidence in ((1, 0.0), (1, 0.5), (4, 0.0)):
             rows.append({"depth": f"{w}x{h}", "points_stride": stride, "min_confidence": min_confidence,
-                         "points_ms": per_frame_ms(lambda: messages.track_cloud(
-                             depth_points(depth, confidence, k, stride, min_confidence), header), args.repeats),
+                         "points_ms": per_frame_ms(lambda: messages.track_cloud(depth_points(
+                             trusted_depth(depth, confidence, min_confidence), confidence, k, stride), header),
+                             args.repeats),
                          "depth_and_confidence_images_ms": per_frame_ms(lambda: (
                              float_image(trusted_depth(depth, confidence, min_confidence), header),
                              float_image(confidence, header)), args.repeats)})

@@ -33,20 +33,30 @@ def test_the_cloud_is_the_trusted_depth_through_the_intrinsics():
     depth[0, 0], depth[0, 1] = np.nan, -1.0  # not depths (REP 118)
     confidence = np.full(depth.shape, 0.9, np.float32)
     confidence[5:10] = 0.2
-    cloud = depth_points(depth, confidence, k)
+    cloud = depth_points(trusted_depth(depth, confidence, 0.0), confidence, k)
     assert cloud.dtype == DEPTH_POINT_DTYPE and len(cloud) == depth.size - 2
     np.testing.assert_allclose(cloud["z"], 2.0)
     # Pixel (31, 23), the bottom-right corner, sits right of and below the principal point.
     corner = cloud[-1]
     assert corner["x"] == pytest.approx((31 - 15.5) / 20 * 2) and corner["y"] == pytest.approx((23 - 11.5) / 25 * 2)
-    trusted = depth_points(depth, confidence, k, min_confidence=0.5)
+    trusted = depth_points(trusted_depth(depth, confidence, 0.5), confidence, k)
     assert len(trusted) == depth.size - 2 - 5 * 32 and (trusted["confidence"] >= 0.5).all()
-    strided = depth_points(depth, confidence, k, stride=4)
+    strided = depth_points(trusted_depth(depth, confidence, 0.0), confidence, k, stride=4)
     assert len(strided) == 6 * 8 - 1 and set(np.round(strided["x"] / 2 * 20 + 15.5).astype(int)) == set(range(0, 32, 4))
     assert len(depth_points(np.full((4, 4), np.nan, np.float32), None, k)) == 0  # no depth: an empty cloud
     image = trusted_depth(depth, confidence, 0.5)
     assert np.isnan(image[5:10]).all() and np.isnan(image[0, :2]).all() and (image[10:] == 2.0).all()
     np.testing.assert_array_equal(trusted_depth(depth, confidence, 0.0)[5:10], 2.0)  # 0: nothing removed
+
+
+def push_all(pipeline: StreamingPipeline, clip: np.ndarray, first: int = 0) -> None:
+    """Push `clip`'s frames from index `first`, each once the pipeline is idle (no window is ever replaced,
+    however slow this machine), then run the frames still waiting."""
+    for i, frame in enumerate(clip[first:], first):
+        pipeline.push("rgb8", *frame.shape[:2], frame.shape[1] * 3, frame.tobytes(), i * 33_000_000, "cam")
+        pipeline.wait_idle()
+    pipeline.flush()
+    pipeline.wait_idle()
 
 
 def test_depth_and_pose_come_from_the_first_frame_and_say_they_are_partial(model_dir):
@@ -61,11 +71,7 @@ def test_depth_and_pose_come_from_the_first_frame_and_say_they_are_partial(model
         assert [o.info.seq for o in outputs] == [0]
         first = outputs[0]
         assert first.window_frames == 1 and first.depth is not None and first.world_from_camera is not None
-        for i, frame in enumerate(clip[1:], 1):
-            pipeline.push("rgb8", 48, 64, 64 * 3, frame.tobytes(), i * 33_000_000, "cam")
-            pipeline.wait_idle()
-        pipeline.flush()
-        pipeline.wait_idle()
+        push_all(pipeline, clip, first=1)
     finally:
         pipeline.close()
     assert [o.info.seq for o in outputs] == list(range(24))
@@ -109,11 +115,7 @@ def test_only_trained_heads_are_used_and_the_rest_are_named_once(model_dir, tmp_
         pipeline = StreamingPipeline(backend, StreamConfig(point_tracks=8), outputs.append)
     try:
         pipeline.add_box_seed(0, np.array([10.0, 10.0, 30.0, 30.0]))
-        for i, frame in enumerate(moving_pattern_clip(8, 48, 64)):
-            pipeline.push("rgb8", 48, 64, 64 * 3, frame.tobytes(), i * 33_000_000, "cam")
-            pipeline.wait_idle()
-        pipeline.flush()
-        pipeline.wait_idle()
+        push_all(pipeline, moving_pattern_clip(8, 48, 64))
     finally:
         pipeline.close()
     assert len(outputs) == 8 and all(o.points is None and o.boxes is None for o in outputs)

@@ -77,8 +77,8 @@ def load_model_config(model_dir: Path) -> ModelConfig:
 
 def untrained_heads(model_dir: Path) -> tuple[str, ...]:
     """The heads of a model directory that were never trained (fresh weights): `metadata.json`'s
-    `untrained_heads`, written by the import and by training; for directories made before it was written, an
-    import's `added_heads`, and every head of a pretrained or distilled encoder."""
+    `untrained_heads`, written by the import, `init-model` and training; for directories made before it was
+    written, an import's `added_heads`, and every head of a pretrained or distilled encoder."""
     model_dir = Path(model_dir)
     heads = tuple(load_model_config(model_dir).heads)
     path = model_dir / METADATA_FILE

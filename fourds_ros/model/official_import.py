@@ -186,6 +186,5 @@ def import_official(checkpoint: Path, out: Path, *, clip: ClipConfig | None = No
     check_state_dict(model, state, str(checkpoint))
     model.load_state_dict(state)
     metadata = {"source": checkpoint.name, "source_sha256": sha256_file(checkpoint), "imported_clip": vars(source.clip),
-                "added_heads": sorted(set(add_heads) - set(source.heads)),
                 "untrained_heads": sorted(set(add_heads) - set(source.heads))}
     return save_model_dir(model, out, metadata, overwrite=overwrite)

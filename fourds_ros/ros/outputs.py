@@ -68,15 +68,15 @@ class NodeOutputs:
         header = Header(stamp=Time(nanoseconds=out.info.stamp_ns).to_msg(), frame_id=out.info.frame_id)
         k_model = None
         if out.depth is not None:
-            self.depth.publish(depth_image(trusted_depth(out.depth, out.depth_confidence, self.min_confidence),
-                                           header))
+            trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence)
+            self.depth.publish(float_image(trusted, header))
             if out.depth_confidence is not None:
                 self.depth_confidence.publish(float_image(out.depth_confidence, header))
             if self.camera_info is not None:
                 info = scaled_camera_info(self.camera_info, out, header)
                 self.depth_info.publish(info)
                 k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
-            self._publish_points(out, k_model, header)
+            self._publish_points(trusted, out.depth_confidence, k_model, header)
         if out.world_from_camera is not None:
             self._publish_pose(out.world_from_camera, header, out.pose_covariance)
         points_uv = boxes = None
@@ -95,7 +95,8 @@ class NodeOutputs:
         if out.points is not None or out.boxes is not None:
             self.markers.publish(track_markers(header, out.depth, k_model, points_uv, boxes))
 
-    def _publish_points(self, out: FrameOutput, k: np.ndarray | None, header: Header) -> None:
+    def _publish_points(self, trusted: np.ndarray, confidence: np.ndarray | None, k: np.ndarray | None,
+                        header: Header) -> None:
         if self.depth_points is None:
             return
         if k is None:  # without intrinsics a pixel has no ray
@@ -104,7 +105,7 @@ class NodeOutputs:
                 self.log.warning("depth/points needs the camera's intrinsics (camera_info with a focal length): "
                                  "not published until they arrive")
             return
-        records = depth_points(out.depth, out.depth_confidence, k, self.points_stride, self.min_confidence)
+        records = depth_points(trusted, confidence, k, self.points_stride)
         self.depth_points.publish(messages.track_cloud(records, header))
 
     def _publish_pose(self, world_from_camera: np.ndarray, header: Header, covariance: np.ndarray | None) -> None:
@@ -123,12 +124,9 @@ class NodeOutputs:
             self.tf.publish(TFMessage(transforms=[transform(world_from_camera, odom_header, child)]))
 
 
-def depth_image(depth: np.ndarray, header: Header) -> Image:
-    """32FC1 metres along the optical axis (REP 118): a value that is not finite or not positive is NaN."""
-    return float_image(np.where(np.isfinite(depth) & (depth > 0), depth, np.nan), header)
-
-
 def float_image(values: np.ndarray, header: Header) -> Image:
+    """32FC1: depth in metres along the optical axis (REP 118: `trusted_depth` makes anything else NaN), or the
+    depth's confidence."""
     h, w = values.shape
     return Image(header=header, height=h, width=w, encoding="32FC1", is_bigendian=0, step=w * 4,
                  data=np.ascontiguousarray(values, dtype="<f4").tobytes())

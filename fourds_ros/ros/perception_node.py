@@ -166,6 +166,8 @@ class PerceptionNode(Node):
         return True
 
     def _release_waiting(self) -> None:
+        if not self.waiting:
+            return
         waiting, self.waiting = self.waiting, []
         for frame in waiting:
             self._push(*frame)

@@ -20,12 +20,10 @@ def trusted_depth(depth: np.ndarray, confidence: np.ndarray | None, min_confiden
     return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
-def depth_points(depth: np.ndarray, confidence: np.ndarray | None, k: np.ndarray, stride: int = 1,
-                 min_confidence: float = 0.0) -> np.ndarray:
-    """Packed `contract.DEPTH_POINT_DTYPE` records of every `stride`-th pixel (both ways) of `depth` `(h, w)`
-    with a trusted depth, through the intrinsics `k` of the depth image (pixel centres at integers)."""
-    depth = trusted_depth(depth, confidence, min_confidence)[::stride, ::stride]
-    v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]] * stride
-    keep = np.isfinite(depth)
-    conf = np.ones(depth.shape, np.float32) if confidence is None else confidence[::stride, ::stride]
-    return pack_depth_points(ray_points(u[keep], v[keep], depth[keep], np.asarray(k, np.float64)), conf[keep])
+def depth_points(trusted: np.ndarray, confidence: np.ndarray | None, k: np.ndarray, stride: int = 1) -> np.ndarray:
+    """Packed `contract.DEPTH_POINT_DTYPE` records of every `stride`-th pixel (both ways) of a `trusted_depth`
+    `(h, w)` that has a depth, through the intrinsics `k` of the depth image (pixel centres at integers)."""
+    depth = trusted[::stride, ::stride]
+    v, u = np.nonzero(np.isfinite(depth))
+    conf = np.ones(len(v), np.float32) if confidence is None else confidence[::stride, ::stride][v, u]
+    return pack_depth_points(ray_points(u * stride, v * stride, depth[v, u], np.asarray(k, np.float64)), conf)

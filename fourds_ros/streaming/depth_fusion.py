@@ -117,12 +117,13 @@ def depth_confidence(depth: np.ndarray, config: DepthFusionConfig, window_frames
     """The chance that each pixel's log depth is within `confidence_tolerance` of the truth: a Gaussian error
     whose precision is the model's prior plus `measured_precision`; 0 where the depth is not valid. A window of
     fewer distinct frames informs the model less: its prior's variance grows as `window_len / window_frames`."""
-    precision = np.full(depth.shape, window_frames / (window_len * config.model_sigma ** 2), np.float64)
-    if measured_precision is not None:
-        precision += measured_precision
-    confidence = erf(config.confidence_tolerance * np.sqrt(precision / 2.0))
+    prior = window_frames / (window_len * config.model_sigma ** 2)
+    if measured_precision is None:  # the prior alone: one value for the frame
+        confidence = np.full(depth.shape, erf(config.confidence_tolerance * np.sqrt(prior / 2.0)), np.float32)
+    else:
+        confidence = erf(config.confidence_tolerance * np.sqrt((prior + measured_precision) / 2.0)).astype(np.float32)
     confidence[~(np.isfinite(depth) & (depth > 0))] = 0.0
-    return confidence.astype(np.float32)
+    return confidence
 
 
 def _mass(sigma_x: float, pixel_height: float) -> float:
