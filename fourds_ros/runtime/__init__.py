@@ -5,8 +5,10 @@
 - `tensorrt`: engines built from the exported ONNX, cached (NVIDIA GPUs with TensorRT).
 """
 from .backend import Backend, BackendError, IOSpec, Queries, pad_queries
+from .batching import BatchedBackend, batch_sizes
 from .selection import ALL_PRECISIONS, BACKENDS, DEFAULT_BACKEND, PRECISIONS, backend_options, check_choice, \
-    create_backend, default_model_dir
+    create_backend, create_rig_backend, default_model_dir
 
-__all__ = ["ALL_PRECISIONS", "BACKENDS", "DEFAULT_BACKEND", "PRECISIONS", "Backend", "BackendError", "IOSpec",
-           "Queries", "backend_options", "check_choice", "create_backend", "default_model_dir", "pad_queries"]
+__all__ = ["ALL_PRECISIONS", "BACKENDS", "DEFAULT_BACKEND", "PRECISIONS", "Backend", "BackendError", "BatchedBackend",
+           "IOSpec", "Queries", "backend_options", "batch_sizes", "check_choice", "create_backend",
+           "create_rig_backend", "default_model_dir", "pad_queries"]

@@ -5,18 +5,22 @@ backend cannot run, bad model directory, failed export) into a `BackendError` na
 """
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .backend import Backend, BackendError
+from .batching import BatchedBackend, batch_sizes
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEFAULT_BACKEND = "onnxruntime"
 # The precisions each backend runs, its default first.
 PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "fp32")}
 ALL_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+log = logging.getLogger("fourds_ros.runtime")
 
 
 def default_model_dir() -> Path:
@@ -68,7 +72,7 @@ def backend_options(name: str, precision: str | None = None, *, device: str = "c
 
 def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path | None = None,
                    clip: tuple[int, int, int] | None = None, heads: tuple[str, ...] | None = None,
-                   float_input: bool = False, **options: Any) -> Backend:
+                   float_input: bool = False, batch: int = 1, **options: Any) -> Backend:
     """Start a backend. ONNX-based backends take `onnx_path`, or export `model_dir` once and reuse it.
 
     `options` are those of `backend_options` (a missing precision means the backend's default).
@@ -87,10 +91,11 @@ def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path 
         try:
             if name == "torch":
                 from .torch_backend import TorchBackend
-                return TorchBackend(model_dir, clip=clip, heads=heads, float_input=float_input, **options)
+                return TorchBackend(model_dir, clip=clip, heads=heads, float_input=float_input, batch=batch,
+                                    **options)
             # The precision of an ONNX graph is fixed at export: onnxruntime runs the fp32 or the int8 graph.
             graph_precision = options["precision"] if name == "onnxruntime" else "fp32"
-            onnx_path = find_or_export(model_dir, clip=clip, heads=heads, float_input=float_input,
+            onnx_path = find_or_export(model_dir, clip=clip, heads=heads, batch=batch, float_input=float_input,
                                        precision=graph_precision)
         except (ModelDirError, ConfigError, ExportError) as exc:
             raise BackendError(str(exc)) from None
@@ -113,3 +118,21 @@ def create_backend(name: str, model_dir: Path | None = None, *, onnx_path: Path 
             raise BackendError(str(exc)) from None
         backend.spec = replace(backend.spec, untrained=tuple(h for h in untrained if h in backend.spec.heads))
     return backend
+
+
+def create_rig_backend(name: str, model_dir: Path | None, cameras: int, *, onnx_path: Path | None = None,
+                       **options: Any) -> BatchedBackend:
+    """The backends a rig of `cameras` needs to run its ready windows together (`batching.batch_sizes`).
+
+    A given `onnx_path` is one graph of one batch: its rig runs windows one at a time."""
+    sizes = batch_sizes(cameras) if onnx_path is None else (1,)
+    first = create_backend(name, model_dir, onnx_path=onnx_path, **options)
+    backends = {1: first}
+    for size in sizes[1:]:
+        try:
+            backends[size] = first.with_batch(size) if hasattr(first, "with_batch") else \
+                create_backend(name, model_dir, batch=size, **options)
+        except BackendError as exc:  # e.g. no graph of this batch and no torch to export one: still a rig
+            log.warning(f"the rig runs its windows in batches of at most {max(backends)}: {exc}")
+            break
+    return BatchedBackend(backends)

@@ -1,6 +1,8 @@
 """The reference backend: the PyTorch model itself (CPU, or CUDA with optional bf16/fp16 autocast)."""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,12 @@ class TorchBackend(Backend):
                       "float32" if float_input else "uint8",
                       tuple(h for h in untrained_heads(model_dir) if h in self.graph.heads))
         super().__init__(spec, f"torch {torch.__version__} on {self.device} ({precision})")
+
+    def with_batch(self, batch: int) -> "TorchBackend":
+        """The same model (shared, not copied) taking `batch` windows a call."""
+        other = copy.copy(self)
+        other.spec = replace(self.spec, batch=batch)
+        return other
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = [torch.from_numpy(feeds[name]).to(self.device, non_blocking=True) for name in self.graph.input_names]

@@ -1,7 +1,7 @@
 """The model stage: one window through the backend, and its outputs made continuous across windows.
 
-Track seeds and live tracks become the window's queries (`tracks.py`); the backend runs; a window with a
-non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames (that scale
+Track seeds and live tracks become the window's queries (`tracks.py`); the backend runs them (with other
+cameras' windows, `pipeline.py`); a window with a non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames (that scale
 returning to the model's own over `depth_scale_horizon_s`) and the pose readout composed into one trajectory
 (`stitching.py`). Each frame's output is made once, by the first processed window that holds it after the last
 emitted frame.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..runtime import Backend, pad_queries
+from ..runtime import IOSpec, Queries, pad_queries
 from .intake import Window
 from .output import FrameOutput, StreamStats
 from .settings import StreamConfig
@@ -35,10 +35,10 @@ class ModelResult:
 
 
 class ModelStage:
-    def __init__(self, backend: Backend, config: StreamConfig, stats: StreamStats, log: logging.Logger,
+    def __init__(self, spec: IOSpec, config: StreamConfig, stats: StreamStats, log: logging.Logger,
                  heads: tuple[str, ...]):
-        self.backend, self.config, self.stats, self.log = backend, config, stats, log
-        spec, self.heads = backend.spec, heads
+        self.spec, self.config, self.stats, self.log = spec, config, stats, log
+        self.heads = heads
         self.depth = DepthAligner(config.depth_affine, config.depth_scale_horizon_s)
         self.trajectory = Trajectory(memory=4 * spec.clip[0])
         self.points = TrackSet("points", min(config.point_tracks, spec.max_points), config.max_invisible_frames) \
@@ -58,19 +58,27 @@ class ModelStage:
             if tracks is not None:
                 tracks.reset()
 
-    def run(self, window: Window, clip: np.ndarray) -> ModelResult | None:
-        """The window's new frames with the model's outputs; None when the window is dropped (non-finite).
-
-        A partial window (`window.padding` copies of its first frame in front) is run whole; the copies' outputs
-        are left out, so everything after this sees the window's own frames only."""
-        seqs = [info.seq for info in window.infos]
+    def queries(self, window: Window, clip: np.ndarray) -> tuple[Queries, TrackQueries | None, TrackQueries | None]:
+        """The window's track queries: for the backend (padded, frame indices counted in the padded window),
+        and the point and box queries `run` reads the outputs by."""
         pad = window.padding
-        first = next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
+        seqs = [info.seq for info in window.infos]
         self.seeds.deliver([info.stamp_ns for info in window.infos], seqs, window.pixel_map,
                            {"points": self.points, "boxes": self.boxes}, self.log)
-        point_q, box_q = window_queries(self.points, self.boxes, clip[0, pad:], seqs, first,
+        point_q, box_q = window_queries(self.points, self.boxes, clip[0, pad:], seqs, self._first_new(seqs),
                                         self.config.point_seeding)
-        out = self.backend.run(clip, pad_queries(self.backend.spec, _shifted(point_q, 3, pad), _shifted(box_q, 5, pad)))
+        return pad_queries(self.spec, _shifted(point_q, 3, pad), _shifted(box_q, 5, pad)), point_q, box_q
+
+    def run(self, window: Window, out: dict[str, np.ndarray], point_q: TrackQueries | None,
+            box_q: TrackQueries | None) -> ModelResult | None:
+        """The window's new frames with the model's outputs `out` (for the queries `queries` gave); None when
+        the window is dropped (non-finite).
+
+        A partial window (`window.padding` copies of its first frame in front) was run whole; the copies'
+        outputs are left out, so everything after this sees the window's own frames only."""
+        seqs = [info.seq for info in window.infos]
+        pad = window.padding
+        first = self._first_new(seqs)
         bad = [name for name, value in out.items() if not np.isfinite(value).all()]
         if bad:
             self.stats.windows_nonfinite += 1
@@ -116,6 +124,10 @@ class ModelStage:
                 result.point_starts = {track_id: (seq, window.pixel_map.to_source(value[0], value[1]))
                                        for track_id, (seq, value) in tracks.started.items()}
         return result
+
+    def _first_new(self, seqs: list[int]) -> int:
+        """The window index of its first frame after the last emitted one."""
+        return next((i for i, s in enumerate(seqs) if s > self._last_emitted), len(seqs))
 
     def emitted(self, outputs: list[FrameOutput]) -> None:
         """These outputs went out: later windows start after them."""

@@ -24,6 +24,7 @@ class FrameOutput:
     egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, fused, readout, interpolated
     points: TrackFrame | None = None
     boxes: TrackFrame | None = None
+    camera: str = ""  # the camera's name in a rig (`StreamingPipeline` cameras); '' for a single camera
 
 
 @dataclass

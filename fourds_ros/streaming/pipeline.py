@@ -1,13 +1,17 @@
 """The streaming core: camera frames in, per-frame depth, pose and tracks out. No ROS in here.
 
 One camera frame's path, stage by stage (each stage owns its state and its reset):
-1. `push` (the caller's thread, never waiting for inference) -> `intake.py`: check, decode raw or compressed,
-   shrink, rectify, write the model's ring and the geometry's grey frames;
-2. `scheduler.py`: every `window_hop` accepted frames the newest window goes to the worker thread (a newer one
-   replaces a window still waiting);
-3. on the worker: `model_stage.py` runs the backend and stitches depth, readout poses and tracks across windows;
-4. `geometry_stage.py`: egomotion, depth fusion and point refinement at camera resolution;
-5. `on_output`, once per frame, with the frame's own stamp and frame id.
+1. `push` (the caller's thread, never waiting for inference) -> the frame's camera (`camera_stream.py`) ->
+   `intake.py`: check, decode raw or compressed, shrink, rectify, write the model's ring and the geometry's grey
+   frames;
+2. `scheduler.py`: every `window_hop` accepted frames the camera's newest window waits for the worker thread
+   (a newer one replaces a window still waiting);
+3. on the worker: the windows of every camera that are waiting run through the backend in one batch
+   (`runtime/batching.py`); `model_stage.py` stitches each camera's depth, readout poses and tracks across
+   its windows;
+4. `geometry_stage.py`: egomotion, depth fusion and point refinement at camera resolution, each camera on its
+   own thread when several wait;
+5. `on_output`, once per frame, with the frame's own stamp, frame id and camera.
 
 Frames that leave the ring before any window covers them are counted as dropped.
 """
@@ -15,16 +19,17 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
-from ..runtime import Backend, IOSpec
-from .geometry_stage import GeometryStage
-from .intake import FrameIntake, Window
-from .model_stage import ModelStage
+from ..runtime import Backend, BatchedBackend, IOSpec
+from .camera_stream import CameraStream
+from .intake import Window
 from .output import FrameOutput, StreamStats
-from .scheduler import WindowScheduler
+from .scheduler import InferenceWorker, WindowScheduler
 from .settings import StreamConfig
 
 
@@ -44,104 +49,119 @@ def trained_heads(spec: IOSpec, config: StreamConfig, log: logging.Logger) -> tu
     return heads
 
 
+def check_camera_names(cameras: list[str] | tuple[str, ...]) -> None:
+    """Each camera named once; only a rig of one may leave its camera unnamed (its topics then have no prefix)."""
+    if not cameras:
+        raise ValueError("cameras: give at least one camera")
+    seen = set()
+    for name in cameras:
+        if name in seen:
+            raise ValueError(f"cameras: {name!r} is named twice (each camera needs its own name)")
+        seen.add(name)
+        if not name and len(cameras) > 1:
+            raise ValueError("cameras: an unnamed camera ('') in a rig of several (name each camera)")
+
+
 class StreamingPipeline:
-    def __init__(self, backend: Backend, config: StreamConfig, on_output: Callable[[FrameOutput], None],
-                 log: logging.Logger | None = None):
+    """One model, one or more cameras (`cameras`: their names). The single-camera calls (`push`, `stats`, ...)
+    go to the only camera; a rig's go through `camera(name)`."""
+
+    def __init__(self, backend: Backend | BatchedBackend, config: StreamConfig,
+                 on_output: Callable[[FrameOutput], None], log: logging.Logger | None = None,
+                 cameras: tuple[str, ...] | list[str] = ("",)):
         config.validate()
-        spec = backend.spec
+        check_camera_names(cameras)
+        self.backend = backend if isinstance(backend, BatchedBackend) else BatchedBackend({backend.spec.batch: backend})
+        spec = self.backend.spec
         if config.window_len != spec.clip[0]:
             raise ValueError(f"window_len {config.window_len} does not match the model's {spec.clip[0]} frames")
-        self.backend, self.on_output = backend, on_output
         self.log = log or logging.getLogger("fourds_ros.streaming")
         self.heads = trained_heads(spec, config, self.log)
-        self.stats = StreamStats()
-        self.model = ModelStage(backend, config, self.stats, self.log, self.heads)
-        self.geometry = GeometryStage(config, self.heads, self.model.points is not None, self.log)
-        self.intake = FrameIntake(config, spec.clip, self.geometry.needs_frames, self.stats, self.log)
-        self.scheduler = WindowScheduler(self.intake, config, self._process, self.stats, self.log)
-        self._epoch = -1  # the stream of the last processed window
+        self.worker = InferenceWorker(config, self._process, self.log)
+        self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log)
+                        for name in cameras}
+        # Each camera's geometry on its own thread: OpenCV and numpy release the GIL, so a rig uses the cores.
+        self._geometry_threads = ThreadPoolExecutor(len(cameras), "fourds-geometry") if len(cameras) > 1 else None
 
-    # Subscription side ------------------------------------------------------
+    def camera(self, name: str | None = None) -> CameraStream:
+        """A camera by name; without a name, the only one."""
+        if name is None:
+            if len(self.cameras) > 1:
+                raise ValueError(f"this pipeline has {len(self.cameras)} cameras: name one")
+            return next(iter(self.cameras.values()))
+        return self.cameras[name]
+
+    # The single camera's calls ------------------------------------------------
     def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
-        """Accept one camera frame: a sensor_msgs/Image encoding, or `contract.COMPRESSED` for jpeg/png bytes.
-        Raises `ImageError` (the frame is rejected, nothing else changes)."""
-        self.stats.frames_received += 1
-        try:
-            frame = self.intake.prepare(encoding, height, width, step, data)
-        except ValueError:
-            self.stats.frames_rejected += 1
-            raise
-        with self.scheduler.lock:
-            self.stats.arrivals.append(time.monotonic())
-            for reason in self.intake.restarts(frame.size, stamp_ns):
-                self.log.warning(f"restarting the stream: {reason}")
-                self.scheduler.finish_stream()
-                self.intake.restart()
-                self.stats.resets += 1
-            if self.intake.admit(frame, stamp_ns, frame_id):
-                self.scheduler.frame_accepted()
+        """See `CameraStream.push`."""
+        self.camera().push(encoding, height, width, step, data, stamp_ns, frame_id)
 
     def set_camera_matrix(self, k: np.ndarray | None, distortion: tuple[str, np.ndarray] | None = None,
                           size: tuple[int, int] | None = None) -> None:
-        """The camera's intrinsics and distortion (camera_info); see `FrameIntake.set_camera_matrix`."""
-        with self.scheduler.lock:
-            self.intake.set_camera_matrix(k, distortion, size)
+        self.camera().set_camera_matrix(k, distortion, size)
 
     @property
     def camera_matrix(self) -> np.ndarray | None:
-        """The intrinsics of the frames the model sees (after rectification)."""
-        return self.intake.camera_matrix
+        return self.camera().camera_matrix
 
     def add_box_seed(self, stamp_ns: int, box: np.ndarray, track_id: int | None = None) -> None:
-        """Track a box `(x_min, y_min, x_max, y_max)` in source pixels from the frame stamped `stamp_ns`."""
-        self.model.seeds.add("boxes", stamp_ns, box, track_id)
+        self.camera().add_box_seed(stamp_ns, box, track_id)
 
     def add_point_seed(self, stamp_ns: int, xy: np.ndarray, track_id: int | None = None) -> None:
-        """Track a point `(x, y)` in source pixels from the frame stamped `stamp_ns`."""
-        self.model.seeds.add("points", stamp_ns, xy, track_id)
+        self.camera().add_point_seed(stamp_ns, xy, track_id)
 
+    @property
+    def stats(self) -> StreamStats:
+        return self.camera().stats
+
+    def health(self) -> dict[str, object]:
+        return self.camera().health()
+
+    # Every camera --------------------------------------------------------------
     def flush(self) -> None:
         """Run the newest window now for frames no window has covered yet (end of a recording)."""
-        self.scheduler.flush()
+        for camera in self.cameras.values():
+            camera.flush()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no window is pending or running (offline evaluation: process every window)."""
-        return self.scheduler.wait_idle(timeout)
-
-    def health(self) -> dict[str, object]:
-        """A snapshot of the stream's counters and the egomotion's, for diagnostics."""
-        values = self.stats.health()
-        odometry = self.geometry.odometry
-        if odometry is not None:
-            e = odometry.stats
-            values.update({"egomotion_last_source": odometry.last.source if odometry.last else "none",
-                           "egomotion_last_inliers": e.last_inliers, "egomotion_keyframes": e.keyframes,
-                           "egomotion_bundle_adjustments": e.bundle_adjustments,
-                           "egomotion_ms_per_frame": f"{1e3 * e.seconds / max(e.frames, 1):.1f}",
-                           "egomotion_ms_per_adjustment":
-                               f"{1e3 * e.adjustment_seconds / max(e.bundle_adjustments, 1):.1f}",
-                           **{f"egomotion_frames_{k}": v for k, v in e.by_source.items()}})
-        return values
+        return self.worker.wait_idle(timeout)
 
     def close(self) -> None:
-        self.scheduler.close()
+        self.worker.close()
+        if self._geometry_threads is not None:
+            self._geometry_threads.shutdown()
         self.backend.close()
 
     # Worker side --------------------------------------------------------------
-    def _process(self, window: Window, clip: np.ndarray) -> None:
-        # Windows of a stream that has since restarted are still processed: their frames are good.
-        if window.epoch != self._epoch:
-            self._epoch = window.epoch
-            self.model.reset()
-            self.geometry.reset()
+    def _process(self, batch: list[tuple[WindowScheduler, Window, np.ndarray]]) -> None:
         started = time.monotonic()
-        result = self.model.run(window, clip)
-        if result is None:
+        by_scheduler = {camera.scheduler: camera for camera in self.cameras.values()}
+        jobs = []
+        for scheduler, window, clip in batch:
+            camera = by_scheduler[scheduler]
+            try:
+                jobs.append((camera, window, clip, *camera.queries(window, clip)))
+            except Exception as exc:  # one camera's bad window must not cost the others theirs
+                camera.log.error(f"window not run: {exc!r}")
+        if not jobs:
             return
-        self.geometry.run(window, result)
-        # A window's latency is all of its work: inference, stitching, the geometric stage.
-        self.stats.latencies_s.append(time.monotonic() - started)
-        self.stats.max_latency_s = max(self.stats.max_latency_s, self.stats.latencies_s[-1])
-        for o in result.outputs:
-            self.on_output(o)
-        self.model.emitted(result.outputs)
+        outputs = self.backend.run([clip for _, _, clip, _, _ in jobs], [padded for _, _, _, padded, _ in jobs])
+        finishes = [(camera.finish, window, out, track_queries, started)
+                    for (camera, window, _, _, track_queries), out in zip(jobs, outputs)]
+        if self._geometry_threads is None or len(finishes) == 1:
+            results = [_guarded(*job) for job in finishes]
+        else:
+            results = list(self._geometry_threads.map(lambda job: _guarded(*job), finishes))
+        for (camera, *_), error in zip(jobs, results):
+            if error:
+                camera.log.error(f"window processing failed; continuing with the next window\n{error}")
+
+
+def _guarded(finish, *args) -> str:
+    """Run `finish(*args)`; the traceback of what it raised, else ''."""
+    try:
+        finish(*args)
+    except Exception:
+        return traceback.format_exc()
+    return ""

@@ -1,0 +1,143 @@
+"""A camera rig in one pipeline: batched inference, each camera's outputs as a single-camera run gives them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fourds_ros.runtime import BatchedBackend, batch_sizes, create_backend, create_rig_backend, \
+    default_model_dir, pad_queries
+from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
+from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
+
+PERIOD_NS = 33_000_000
+CONFIG = dict(window_hop=4, point_tracks=4)
+
+
+@pytest.fixture(scope="module")
+def rig_model():
+    """The shipped default model: the rig's cameras run what users run."""
+    return default_model_dir()
+
+
+def test_batch_sizes_cover_every_rig_without_padding():
+    assert batch_sizes(1) == (1,)
+    assert batch_sizes(2) == (1, 2)
+    assert batch_sizes(3) == (1, 2, 3)
+    assert batch_sizes(6) == (1, 2, 4, 6)
+
+
+def test_a_batch_gives_each_window_what_it_gives_alone(rig_model):
+    rig = create_rig_backend("onnxruntime", rig_model, 3)
+    assert sorted(rig.backends) == [1, 2, 3] and "batches of 1, 2, 3" in rig.description
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 256, rig.spec.video_shape, np.uint8) for _ in range(5)]
+    queries = [pad_queries(rig.spec, rng.uniform(0, 16, (2, 3)), np.hstack([np.zeros((1, 1)), [[4, 4, 20, 20]]]))
+               for _ in videos]
+    alone = [rig.backends[1].run(v, q) for v, q in zip(videos, queries)]
+    together = rig.run(videos, queries)  # 5 windows: a batch of 3, then one of 2
+    rig.close()
+    for a, b in zip(alone, together):
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def clips() -> dict[str, np.ndarray]:
+    """Two cameras seeing different scenes at different sizes."""
+    return {"front": moving_pattern_clip(28, 96, 128, seed=1),
+            "back": moving_pattern_clip(28, 80, 80, seed=2, shift_px=1.0)}
+
+
+def push(camera, frame, i: int) -> None:
+    camera.push("rgb8", frame.shape[0], frame.shape[1], frame.shape[1] * 3, frame.tobytes(), i * PERIOD_NS,
+                "camera_optical")
+
+
+def single_camera_run(model_dir, clip) -> list:
+    """The reference: one camera, its own pipeline, every window processed before the next frame."""
+    outputs = []
+    pipeline = StreamingPipeline(create_backend("onnxruntime", model_dir), StreamConfig(**CONFIG), outputs.append)
+    for i, frame in enumerate(clip):
+        pipeline.push("rgb8", frame.shape[0], frame.shape[1], frame.shape[1] * 3, frame.tobytes(), i * PERIOD_NS,
+                      "camera_optical")
+        pipeline.wait_idle()
+    pipeline.flush()
+    pipeline.wait_idle()
+    pipeline.close()
+    return outputs
+
+
+def assert_same_outputs(got: list, expected: list, camera: str) -> None:
+    assert [o.info.stamp_ns for o in got] == [o.info.stamp_ns for o in expected]
+    for a, b in zip(got, expected):
+        assert a.camera == camera and a.source_size == b.source_size
+        np.testing.assert_allclose(a.depth, b.depth, rtol=0, atol=1e-5 * np.abs(b.depth).max())
+        np.testing.assert_allclose(a.depth_confidence, b.depth_confidence, atol=1e-5)
+        np.testing.assert_allclose(a.world_from_camera, b.world_from_camera, atol=1e-5)
+        np.testing.assert_allclose(a.points.source_values, b.points.source_values, atol=1e-4)
+        assert a.egomotion_source == b.egomotion_source
+
+
+def test_each_camera_of_a_rig_gets_what_a_single_camera_run_gives(rig_model):
+    """Both cameras' windows wait together and run as one batch of two: nothing changes but the cost."""
+    scenes = clips()
+    outputs = []
+    pipeline = StreamingPipeline(create_rig_backend("onnxruntime", rig_model, 2), StreamConfig(**CONFIG),
+                                 outputs.append, cameras=list(scenes))
+    for i in range(len(scenes["front"])):
+        with pipeline.worker.lock:  # the worker cannot take one camera's window before the other's is in
+            for name, clip in scenes.items():
+                push(pipeline.camera(name), clip[i], i)
+        pipeline.wait_idle()
+    pipeline.flush()
+    pipeline.wait_idle()
+    pipeline.close()
+    for name, clip in scenes.items():
+        stats = pipeline.camera(name).stats
+        assert stats.windows_processed == 8 and stats.windows_dropped == 0 and stats.frames_dropped == 0
+        assert_same_outputs([o for o in outputs if o.camera == name], single_camera_run(rig_model, clip), name)
+
+
+def test_one_cameras_bad_frames_and_restarts_never_touch_another(rig_model):
+    scenes = clips()
+    outputs = []
+    pipeline = StreamingPipeline(create_rig_backend("onnxruntime", rig_model, 2), StreamConfig(**CONFIG),
+                                 outputs.append, cameras=list(scenes))
+    front, back = pipeline.camera("front"), pipeline.camera("back")
+    for i in range(len(scenes["front"])):
+        push(back, scenes["back"][i], i)
+        if i % 5 == 2:
+            with pytest.raises(ImageError, match="truncated"):
+                front.push("rgb8", 96, 128, 384, bytes(100), i * PERIOD_NS, "camera_optical")
+        elif i < 20:
+            push(front, scenes["front"][i], i)
+        elif i == 20:  # the front camera's bag loops: its stream restarts, the back camera's goes on
+            push(front, scenes["front"][0], 0)
+        pipeline.wait_idle()
+    pipeline.flush()
+    pipeline.wait_idle()
+    pipeline.close()
+    assert front.stats.resets == 1 and front.stats.frames_rejected == 6
+    assert back.stats.resets == 0 and back.stats.frames_rejected == 0
+    assert_same_outputs([o for o in outputs if o.camera == "back"], single_camera_run(rig_model, scenes["back"]),
+                        "back")
+
+
+@pytest.mark.parametrize("cameras, message", [
+    (["front", "front"], "'front' is named twice"),
+    (["front", ""], "an unnamed camera"),
+    ([], "at least one camera"),
+])
+def test_bad_camera_lists_are_named(rig_model, cameras, message):
+    backend = BatchedBackend({1: create_backend("onnxruntime", rig_model)})
+    with pytest.raises(ValueError, match=message):
+        StreamingPipeline(backend, StreamConfig(**CONFIG), lambda o: None, cameras=cameras)
+    backend.close()
+
+
+def test_a_single_camera_pipeline_needs_no_camera_name(rig_model):
+    pipeline = StreamingPipeline(create_rig_backend("onnxruntime", rig_model, 2), StreamConfig(**CONFIG),
+                                 lambda o: None, cameras=["a", "b"])
+    with pytest.raises(ValueError, match="2 cameras: name one"):
+        pipeline.push("rgb8", 4, 4, 12, bytes(48), 0, "x")
+    pipeline.close()
