@@ -51,11 +51,14 @@ COMPRESSED_FORMATS = ("jpeg", "png")
 COMPRESSED = "compressed"
 
 
-def node_topic(name: str) -> str:
-    """The name the node uses for one of its topics (relative unless global by convention); a typo fails here."""
+def node_topic(name: str, camera: str = "") -> str:
+    """The name the node uses for one of its topics (relative unless global by convention), under a rig
+    camera's name (`front/depth/image`); a typo fails here."""
     if name not in NODE_INPUTS and name not in NODE_OUTPUTS:
         raise KeyError(f"{name!r} is not a perception_node topic")
-    return GLOBAL_NODE_TOPICS.get(name, name)
+    if name in GLOBAL_NODE_TOPICS:
+        return GLOBAL_NODE_TOPICS[name]
+    return f"{camera}/{name}" if camera else name
 
 
 def compressed(topic: str) -> str:

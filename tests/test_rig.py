@@ -1,6 +1,8 @@
 """A camera rig in one pipeline: batched inference, each camera's outputs as a single-camera run gives them."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -124,7 +126,7 @@ def test_one_cameras_bad_frames_and_restarts_never_touch_another(rig_model):
 
 
 @pytest.mark.parametrize("cameras, message", [
-    (["front", "front"], "'front' is named twice"),
+    (["front", "front"], "camera 'front' is named twice"),
     (["front", ""], "an unnamed camera"),
     ([], "at least one camera"),
 ])
@@ -141,3 +143,68 @@ def test_a_single_camera_pipeline_needs_no_camera_name(rig_model):
     with pytest.raises(ValueError, match="2 cameras: name one"):
         pipeline.push("rgb8", 4, 4, 12, bytes(48), 0, "x")
     pipeline.close()
+
+
+# The node ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path):
+    """perception_node in its own process with cameras front and back; this process publishes both cameras'
+    frames and, at each window, waits for both cameras' outputs, so no window is replaced by a newer one."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from fourds_ros.ros import messages
+    from fourds_ros.ros.processes import NodeProcess, TopicRecorder
+    from ros_helpers import REPO, next_domain
+    from scripted_publisher import image
+
+    scenes = clips()
+    domain = next_domain()
+    node = NodeProcess("perception_node", ["--ros-args", "--params-file", REPO / "config" / "perception.yaml",
+                                           "-p", "cameras:=[front, back]", "-p", "window_hop:=4",
+                                           "-p", "point_tracks:=4", "-p", "input_reliability:=reliable",
+                                           "-p", "input_depth:=100", "-p", "output_depth:=100",
+                                           "-p", "diagnostics_period:=0.2"], domain, tmp_path)
+    topics = {f"{name}/{topic}": kind for name in scenes
+              for topic, kind in (("depth/image", Image), ("odometry", Odometry))}
+    listener = TopicRecorder(domain, {**topics, "/diagnostics": DiagnosticArray})
+    try:
+        node.wait_for_log("ready:")
+        assert "cameras front, back" in node.log()
+        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+        publishers = {name: listener.node.create_publisher(Image, f"{name}/image", qos) for name in scenes}
+        listener.wait_until_matched(60, list(topics))
+        listener.wait_until(lambda: all(p.get_subscription_count() for p in publishers.values()), 60,
+                            "the node's image subscriptions")
+        count = len(scenes["front"])
+        for i in range(count):
+            for name, clip in scenes.items():
+                publishers[name].publish(image("good", clip[i], i * PERIOD_NS))
+            if i % CONFIG["window_hop"] == 0:  # a window ends here: both cameras' outputs before more frames
+                listener.wait_until(lambda: all(len(listener.messages(f"{name}/depth/image")) > i for name in scenes),
+                                    120, f"both cameras' output of frame {i}")
+        listener.wait_until(lambda: all(len(listener.messages(t)) == count for t in topics), 120,
+                            "every frame's outputs (the last ones flushed after the stream pauses)")
+        listener.wait_until(lambda: all(listener.last_diagnostics(name).get("frames_emitted") == str(count)
+                                        for name in scenes), 60, "diagnostics of both cameras")
+        diagnostics = {name: listener.last_diagnostics(name) for name in scenes}
+    finally:
+        listener.close()
+        node.stop()
+    # Cameras of different sizes work, each resized on its own; the log says so, naming the cameras.
+    assert re.search(r"camera (front|back): \d+x\d+ images, unlike (front|back) \(\d+x\d+\)", node.log())
+    for name, clip in scenes.items():
+        assert diagnostics[name]["windows_dropped"] == "0" and diagnostics[name]["frames_dropped"] == "0"
+        assert diagnostics[name]["camera_info"] == "none"  # never sent: the camera runs without intrinsics
+        expected = single_camera_run(default_model_dir(), clip)
+        depth = listener.messages(f"{name}/depth/image")
+        odometry = listener.messages(f"{name}/odometry")
+        assert [messages.stamp_ns(m.header) for m in depth] == [o.info.stamp_ns for o in expected]
+        assert odometry[0].header.frame_id == f"{name}_fourds_odom"
+        for d, m, o in zip(depth, odometry, expected):
+            got = np.frombuffer(bytes(d.data), "<f4").reshape(d.height, d.width)
+            np.testing.assert_allclose(got, o.depth, rtol=0, atol=1e-5 * np.abs(o.depth).max())
+            position = m.pose.pose.position
+            np.testing.assert_allclose([position.x, position.y, position.z], o.world_from_camera[:3, 3], atol=1e-5)

@@ -41,8 +41,7 @@ def cloud_fields(msg: PointCloud2) -> list[tuple[str, int, int]]:
     return [(f.name, f.offset, f.datatype) for f in msg.fields]
 
 
-def diagnostics(header: Header, name: str, hardware_id: str, values: dict[str, object], level: int = 0,
-                message: str = "ok") -> DiagnosticArray:
-    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
-                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-    return DiagnosticArray(header=header, status=[status])
+def diagnostic_status(name: str, hardware_id: str, values: dict[str, object], level: int = 0,
+                      message: str = "ok") -> DiagnosticStatus:
+    return DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -38,26 +38,27 @@ except ImportError:
 class NodeOutputs:
     def __init__(self, node: Node, qos: QoSProfile, odom_frame: str, child_frame_id: str, path_length: int,
                  path_every: int, publish_tf: bool, min_confidence: float = 0.0, publish_points: bool = True,
-                 points_stride: int = 1):
+                 points_stride: int = 1, topic=node_topic, log=None):
+        """`topic` names each output (a rig camera's: under its name); `log` says which camera speaks."""
         self.odom_frame, self.child_frame_id, self.path_every = odom_frame, child_frame_id, path_every
         self.min_confidence, self.points_stride = min_confidence, points_stride
-        self.log = node.get_logger()
-        self.depth = node.create_publisher(Image, node_topic("depth/image"), qos)
-        self.depth_info = node.create_publisher(CameraInfo, node_topic("depth/camera_info"), qos)
-        self.depth_confidence = node.create_publisher(Image, node_topic("depth/confidence"), qos)
-        self.depth_points = node.create_publisher(PointCloud2, node_topic("depth/points"), qos) \
+        self.log = log or node.get_logger()
+        self.depth = node.create_publisher(Image, topic("depth/image"), qos)
+        self.depth_info = node.create_publisher(CameraInfo, topic("depth/camera_info"), qos)
+        self.depth_confidence = node.create_publisher(Image, topic("depth/confidence"), qos)
+        self.depth_points = node.create_publisher(PointCloud2, topic("depth/points"), qos) \
             if publish_points else None
         self._said_no_points = False
-        self.odom = node.create_publisher(Odometry, node_topic("odometry"), qos)
-        self.pose = node.create_publisher(PoseStamped, node_topic("pose"), qos)
-        self.path_pub = node.create_publisher(PathMsg, node_topic("path"), qos)
-        self.points = node.create_publisher(PointCloud2, node_topic("tracks/points"), qos)
-        self.boxes = node.create_publisher(PointCloud2, node_topic("tracks/boxes"), qos)
-        self.markers = node.create_publisher(MarkerArray, node_topic("tracks/markers"), qos)
-        self.tf = node.create_publisher(TFMessage, node_topic("tf"), 100) if publish_tf and TFMessage else None
+        self.odom = node.create_publisher(Odometry, topic("odometry"), qos)
+        self.pose = node.create_publisher(PoseStamped, topic("pose"), qos)
+        self.path_pub = node.create_publisher(PathMsg, topic("path"), qos)
+        self.points = node.create_publisher(PointCloud2, topic("tracks/points"), qos)
+        self.boxes = node.create_publisher(PointCloud2, topic("tracks/boxes"), qos)
+        self.markers = node.create_publisher(MarkerArray, topic("tracks/markers"), qos)
+        self.tf = node.create_publisher(TFMessage, topic("tf"), 100) if publish_tf and TFMessage else None
         if publish_tf and TFMessage is None:
-            node.get_logger().warning("publish_tf is set but tf2_msgs is not installed: /tf is not published")
-        self.detections = (node.create_publisher(Detection2DArray, node_topic("tracks/detections"), qos)
+            self.log.warning("publish_tf is set but tf2_msgs is not installed: /tf is not published")
+        self.detections = (node.create_publisher(Detection2DArray, topic("tracks/detections"), qos)
                            if Detection2DArray else None)
         self.path = PathMsg()
         self.path_poses: deque = deque(maxlen=path_length)

@@ -145,10 +145,11 @@ class TopicRecorder:
         self.wait_until(lambda: all(s.get_publisher_count() > 0 for s in chosen), timeout,
                         f"publishers of {topics or sorted(self.received)}")
 
-    def last_diagnostics(self) -> dict[str, str]:
-        """The key/values of the newest /diagnostics message ({} before the first; needs '/diagnostics' recorded)."""
+    def last_diagnostics(self, camera: str = "") -> dict[str, str]:
+        """The key/values of the newest /diagnostics message ({} before the first; needs '/diagnostics' recorded),
+        a rig camera's by its name."""
         msgs = self.messages("/diagnostics")
-        return diagnostics_values(msgs[-1]) if msgs else {}
+        return diagnostics_values(msgs[-1], camera) if msgs else {}
 
     def wait_for_node_outputs(self, per_frame_topics: list[str], timeout: float, min_received: int = 1) -> dict:
         """Wait until perception_node has emitted (or dropped) every frame it accepted and this recorder holds
@@ -180,5 +181,7 @@ class TopicRecorder:
         self.thread.join(5)
 
 
-def diagnostics_values(msg) -> dict[str, str]:
-    return {kv.key: kv.value for kv in msg.status[0].values}
+def diagnostics_values(msg, camera: str = "") -> dict[str, str]:
+    """One camera's status (the only one when `camera` is ''), as key/values."""
+    status = msg.status[0] if not camera else next(s for s in msg.status if s.name.endswith(f" {camera}"))
+    return {kv.key: kv.value for kv in status.values}

@@ -23,12 +23,21 @@ from .settings import StreamConfig
 class CameraLog:
     """A logger that names the camera in every line (a rig's cameras share one node's log)."""
 
+    # One method per level: rclpy's loggers refuse two severities from one line of code.
     def __init__(self, log: logging.Logger, camera: str):
         self._log, self._prefix = log, f"camera {camera}: " if camera else ""
 
-    def __getattr__(self, level: str):
-        method = getattr(self._log, level)
-        return lambda message, *args, **kwargs: method(self._prefix + str(message), *args, **kwargs)
+    def debug(self, message: str) -> None:
+        self._log.debug(self._prefix + message)
+
+    def info(self, message: str) -> None:
+        self._log.info(self._prefix + message)
+
+    def warning(self, message: str) -> None:
+        self._log.warning(self._prefix + message)
+
+    def error(self, message: str) -> None:
+        self._log.error(self._prefix + message)
 
 
 class CameraStream:

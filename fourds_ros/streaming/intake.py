@@ -110,6 +110,11 @@ class FrameIntake:
         """The intrinsics of the frames the model sees (after rectification)."""
         return self._camera_matrix
 
+    @property
+    def source_size(self) -> tuple[int, int] | None:
+        """(height, width) of the current stream's camera images; None before the first."""
+        return self._size
+
     # Under the scheduler's lock ---------------------------------------------------
     def restarts(self, size: tuple[int, int], stamp_ns: int) -> list[str]:
         """Why the stream restarts before a frame of this size and stamp (none: it continues)."""

@@ -52,14 +52,14 @@ def trained_heads(spec: IOSpec, config: StreamConfig, log: logging.Logger) -> tu
 def check_camera_names(cameras: list[str] | tuple[str, ...]) -> None:
     """Each camera named once; only a rig of one may leave its camera unnamed (its topics then have no prefix)."""
     if not cameras:
-        raise ValueError("cameras: give at least one camera")
+        raise ValueError("give at least one camera")
     seen = set()
     for name in cameras:
         if name in seen:
-            raise ValueError(f"cameras: {name!r} is named twice (each camera needs its own name)")
+            raise ValueError(f"camera {name!r} is named twice (each camera needs its own name)")
         seen.add(name)
         if not name and len(cameras) > 1:
-            raise ValueError("cameras: an unnamed camera ('') in a rig of several (name each camera)")
+            raise ValueError("an unnamed camera ('') in a rig of several (name each camera)")
 
 
 class StreamingPipeline:
