@@ -190,11 +190,12 @@ def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path
         listener.wait_until(lambda: all(listener.last_diagnostics(name).get("frames_emitted") == str(count)
                                         for name in scenes), 60, "diagnostics of both cameras")
         diagnostics = {name: listener.last_diagnostics(name) for name in scenes}
+        log = node.log()
     finally:
         listener.close()
         node.stop()
     # Cameras of different sizes work, each resized on its own; the log says so, naming the cameras.
-    assert re.search(r"camera (front|back): \d+x\d+ images, unlike (front|back) \(\d+x\d+\)", node.log())
+    assert re.search(r"camera (front|back): \d+x\d+ images, unlike (front|back) \(\d+x\d+\)", log)
     for name, clip in scenes.items():
         assert diagnostics[name]["windows_dropped"] == "0" and diagnostics[name]["frames_dropped"] == "0"
         assert diagnostics[name]["camera_info"] == "none"  # never sent: the camera runs without intrinsics
