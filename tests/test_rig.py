@@ -8,6 +8,7 @@ import pytest
 
 from fourds_ros.runtime import BatchedBackend, batch_sizes, create_backend, create_rig_backend, \
     default_model_dir, pad_queries
+from fourds_ros.ros.rig_file import read_rig, rig_remappings
 from fourds_ros.streaming import ImageError, StreamConfig, StreamingPipeline
 from fourds_ros.synthetic.pattern_clip import moving_pattern_clip
 
@@ -47,7 +48,7 @@ def test_a_batch_gives_each_window_what_it_gives_alone(rig_model):
 def clips() -> dict[str, np.ndarray]:
     """Two cameras seeing different scenes at different sizes."""
     return {"front": moving_pattern_clip(28, 96, 128, seed=1),
-            "back": moving_pattern_clip(28, 80, 80, seed=2, shift_px=1.0)}
+            "rear": moving_pattern_clip(28, 80, 80, seed=2, shift_px=1.0)}
 
 
 def push(camera, frame, i: int) -> None:
@@ -105,24 +106,24 @@ def test_one_cameras_bad_frames_and_restarts_never_touch_another(rig_model):
     outputs = []
     pipeline = StreamingPipeline(create_rig_backend("onnxruntime", rig_model, 2), StreamConfig(**CONFIG),
                                  outputs.append, cameras=list(scenes))
-    front, back = pipeline.camera("front"), pipeline.camera("back")
+    front, rear = pipeline.camera("front"), pipeline.camera("rear")
     for i in range(len(scenes["front"])):
-        push(back, scenes["back"][i], i)
+        push(rear, scenes["rear"][i], i)
         if i % 5 == 2:
             with pytest.raises(ImageError, match="truncated"):
                 front.push("rgb8", 96, 128, 384, bytes(100), i * PERIOD_NS, "camera_optical")
         elif i < 20:
             push(front, scenes["front"][i], i)
-        elif i == 20:  # the front camera's bag loops: its stream restarts, the back camera's goes on
+        elif i == 20:  # the front camera's bag loops: its stream restarts, the rear camera's goes on
             push(front, scenes["front"][0], 0)
         pipeline.wait_idle()
     pipeline.flush()
     pipeline.wait_idle()
     pipeline.close()
     assert front.stats.resets == 1 and front.stats.frames_rejected == 6
-    assert back.stats.resets == 0 and back.stats.frames_rejected == 0
-    assert_same_outputs([o for o in outputs if o.camera == "back"], single_camera_run(rig_model, scenes["back"]),
-                        "back")
+    assert rear.stats.resets == 0 and rear.stats.frames_rejected == 0
+    assert_same_outputs([o for o in outputs if o.camera == "rear"], single_camera_run(rig_model, scenes["rear"]),
+                        "rear")
 
 
 @pytest.mark.parametrize("cameras, message", [
@@ -145,11 +146,46 @@ def test_a_single_camera_pipeline_needs_no_camera_name(rig_model):
     pipeline.close()
 
 
+# The rig file and its launch ---------------------------------------------------------
+@pytest.mark.parametrize("text, message", [
+    ("cameras: []", "needs a list 'cameras'"),
+    ("cameras:\n  - {name: front, image: /a}", "camera 'front' has no camera_info topic"),
+    ("cameras:\n  - {name: a/b, image: /a, camera_info: /b}", "camera 1 needs a name"),
+    ("cameras:\n  - {name: f, image: /a, camera_info: /b}\n  - {name: f, image: /c, camera_info: /d}",
+     "camera 'f' is named twice"),
+    ("cameras:\n  - {name: f, image: /a, camera_info: /b, rate: 30}", "camera 'f' has unknown keys rate"),
+    ("cameras: [", "rig file"),
+])
+def test_a_bad_rig_file_is_named_with_its_camera(tmp_path, text, message):
+    path = tmp_path / "rig.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_rig(path)
+
+
+def test_the_rig_launch_file_runs_one_node_for_the_shipped_rig():
+    pytest.importorskip("launch_ros", reason="launch_ros is only on a full ROS 2 install")
+    import importlib.util
+
+    from launch import LaunchContext
+    from ros_helpers import REPO
+    spec = importlib.util.spec_from_file_location("rig_launch", REPO / "launch" / "rig.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LaunchContext()
+    context.launch_configurations.update(rig_file=str(REPO / "config" / "rig.yaml"), namespace="",
+                                         params_file=str(REPO / "config" / "perception.yaml"), model_dir="",
+                                         backend="onnxruntime", publish_tf="false")
+    nodes = module.rig_node(context)
+    assert len(nodes) == 1 and nodes[0].node_executable == "perception_node"
+
+
 # The node ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path):
-    """perception_node in its own process with cameras front and back; this process publishes both cameras'
-    frames and, at each window, waits for both cameras' outputs, so no window is replaced by a newer one."""
+    """perception_node in its own process with the cameras of config/rig.yaml, remapped as rig.launch.py does;
+    this process publishes both cameras' frames on their drivers' topics and, at each window, waits for both
+    cameras' outputs, so no window is replaced by a newer one."""
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -161,9 +197,12 @@ def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path
     from scripted_publisher import image
 
     scenes = clips()
+    rig = read_rig(REPO / "config" / "rig.yaml")
+    assert [c.name for c in rig] == list(scenes)
+    remaps = [arg for node_name, driver in rig_remappings(rig) for arg in ("-r", f"{node_name}:={driver}")]
     domain = next_domain()
-    node = NodeProcess("perception_node", ["--ros-args", "--params-file", REPO / "config" / "perception.yaml",
-                                           "-p", "cameras:=[front, back]", "-p", "window_hop:=4",
+    node = NodeProcess("perception_node", ["--ros-args", "--params-file", REPO / "config" / "perception.yaml", *remaps,
+                                           "-p", "cameras:=[front, rear]", "-p", "window_hop:=4",
                                            "-p", "point_tracks:=4", "-p", "input_reliability:=reliable",
                                            "-p", "input_depth:=100", "-p", "output_depth:=100",
                                            "-p", "diagnostics_period:=0.2"], domain, tmp_path)
@@ -172,9 +211,9 @@ def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path
     listener = TopicRecorder(domain, {**topics, "/diagnostics": DiagnosticArray})
     try:
         node.wait_for_log("ready:")
-        assert "cameras front, back" in node.log()
+        assert "cameras front, rear" in node.log()
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
-        publishers = {name: listener.node.create_publisher(Image, f"{name}/image", qos) for name in scenes}
+        publishers = {c.name: listener.node.create_publisher(Image, c.image, qos) for c in rig}
         listener.wait_until_matched(60, list(topics))
         listener.wait_until(lambda: all(p.get_subscription_count() for p in publishers.values()), 60,
                             "the node's image subscriptions")
@@ -195,7 +234,7 @@ def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path
         listener.close()
         node.stop()
     # Cameras of different sizes work, each resized on its own; the log says so, naming the cameras.
-    assert re.search(r"camera (front|back): \d+x\d+ images, unlike (front|back) \(\d+x\d+\)", log)
+    assert re.search(r"camera (front|rear): \d+x\d+ images, unlike (front|rear) \(\d+x\d+\)", log)
     for name, clip in scenes.items():
         assert diagnostics[name]["windows_dropped"] == "0" and diagnostics[name]["frames_dropped"] == "0"
         assert diagnostics[name]["camera_info"] == "none"  # never sent: the camera runs without intrinsics
