@@ -127,7 +127,9 @@ class PerceptionNode(Node):
             values = {**common, **port.health()}
             level = 1 if any(values[key] for key in problems) else 0
             message = "ok" if level == 0 else "dropping or rejecting input (see values)"
-            statuses.append(messages.diagnostic_status(f"fourds_ros: perception_node{' ' + name if name else ''}",
+            # Named for the node (separate nodes in namespaces stay apart on /diagnostics) and the camera.
+            status_name = f"fourds_ros: {self.get_fully_qualified_name()}{' ' + name if name else ''}"
+            statuses.append(messages.diagnostic_status(status_name,
                                                        self.backend_description, values, level, message))
         header = messages.header_at(self.get_clock().now().nanoseconds, "")
         self.pub_diag.publish(DiagnosticArray(header=header, status=statuses))

@@ -36,6 +36,9 @@ class OnnxRuntimeBackend(Backend):
             providers = ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Threads that spin waiting for the next run burn a core the geometric stage and the other cameras need;
+        # inference is a small part of a window's work.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
