@@ -68,7 +68,8 @@ def camera_status(msg, camera: str):
 
 def run(mode: str, cameras: tuple[str, ...], frames_dir: dict[str, Path], args, tmp: Path) -> dict:
     domain = args.domain
-    params = ["--params-file", REPO / "config" / "perception.yaml", "-p", f"backend:={args.backend}"]
+    params = ["--params-file", REPO / "config" / "perception.yaml", "-p", f"backend:={args.backend}",
+              "-p", f"device:={args.device}"]
     if mode == "rig":
         nodes = [NodeProcess("perception_node", ["--ros-args", *params, "-p", f"cameras:=[{', '.join(cameras)}]"],
                              domain, tmp)]
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds streamed before measuring")
     parser.add_argument("--cameras", default="1,2,4", help="rig sizes to run")
     parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--device", default="cpu", help="the nodes' device (cuda with --backend torch)")
     parser.add_argument("--size", default="480x640", help="camera image HxW")
     parser.add_argument("--domain", type=int, default=88)
     parser.add_argument("--out", type=Path)
