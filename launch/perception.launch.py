@@ -8,6 +8,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from fourds_ros.contract import node_topic
+from fourds_ros.ros.launch_actions import perception_node
 
 
 def generate_launch_description():
@@ -27,18 +28,12 @@ def generate_launch_description():
         DeclareLaunchArgument("publish_tf", default_value=LaunchConfiguration("rviz"),
                               description="publish odom_frame -> camera on /tf (RViz needs it to place the points)"),
     ]
-    node = Node(
-        package="fourds_ros",
-        executable="perception_node",
-        name="perception_node",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend"),
-                     "publish_tf": LaunchConfiguration("publish_tf")}],
-        remappings=[(node_topic("image"), LaunchConfiguration("image_topic")),
-                    (node_topic("camera_info"), LaunchConfiguration("camera_info_topic"))],
-    )
+    node = perception_node(
+        [LaunchConfiguration("params_file"),
+         {"model_dir": LaunchConfiguration("model_dir"), "backend": LaunchConfiguration("backend"),
+          "publish_tf": LaunchConfiguration("publish_tf")}],
+        [(node_topic("image"), LaunchConfiguration("image_topic")),
+         (node_topic("camera_info"), LaunchConfiguration("camera_info_topic"))])
     rviz = Node(
         package="rviz2",
         executable="rviz2",

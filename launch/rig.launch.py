@@ -6,25 +6,19 @@ its name (front/depth/image, front/odometry, ...), and the cameras' windows shar
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from fourds_ros.ros.launch_actions import perception_node
 from fourds_ros.ros.rig_file import read_rig, rig_remappings
 
 
 def rig_node(context):
     cameras = read_rig(LaunchConfiguration("rig_file").perform(context))
-    return [Node(
-        package="fourds_ros",
-        executable="perception_node",
-        name="perception_node",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"cameras": [c.name for c in cameras], "model_dir": LaunchConfiguration("model_dir"),
-                     "backend": LaunchConfiguration("backend"), "publish_tf": LaunchConfiguration("publish_tf")}],
-        remappings=rig_remappings(cameras),
-    )]
+    return [perception_node(
+        [LaunchConfiguration("params_file"),
+         {"cameras": [c.name for c in cameras], "model_dir": LaunchConfiguration("model_dir"),
+          "backend": LaunchConfiguration("backend"), "publish_tf": LaunchConfiguration("publish_tf")}],
+        rig_remappings(cameras))]
 
 
 def generate_launch_description():
