@@ -326,6 +326,8 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     ("window_len", 8, "window_len 8 does not match the model's 16 frames"),
     ("model_dir", "/nonexistent/model", "model directory /nonexistent/model does not exist"),
     ("precision", "bf16", "parameter 'precision': 'bf16' is not a precision of the onnxruntime backend"),
+    ("cameras", ["front", "front"], "parameter 'cameras': camera 'front' is named twice"),
+    ("cameras", ["front", ""], "parameter 'cameras': an unnamed camera ('') in a rig of several"),
 ])
 def test_bad_parameters_fail_at_start_naming_the_parameter(processes, node_model, tmp_path, name, value, message):
     """A user's params file (the defaults with one bad value) stops the node at start with a clear message."""

@@ -1,8 +1,9 @@
 """The model stage: one window through the backend, and its outputs made continuous across windows.
 
 Track seeds and live tracks become the window's queries (`tracks.py`); the backend runs them (with other
-cameras' windows, `pipeline.py`); a window with a non-finite output is dropped whole. Depth is scaled to the previous window's on their shared frames (that scale
-returning to the model's own over `depth_scale_horizon_s`) and the pose readout composed into one trajectory
+cameras' windows, `pipeline.py`); a window with a non-finite output is dropped whole. Depth is scaled to the
+previous window's on their shared frames (that scale returning to the model's own over
+`depth_scale_horizon_s`) and the pose readout composed into one trajectory
 (`stitching.py`). Each frame's output is made once, by the first processed window that holds it after the last
 emitted frame.
 """

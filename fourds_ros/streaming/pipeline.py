@@ -80,6 +80,7 @@ class StreamingPipeline:
         self.worker = InferenceWorker(config, self._process, self.log)
         self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log)
                         for name in cameras}
+        self._camera_of = {camera.scheduler: camera for camera in self.cameras.values()}
         # Each camera's geometry on its own thread: OpenCV and numpy release the GIL, so a rig uses the cores.
         self._geometry_threads = ThreadPoolExecutor(len(cameras), "fourds-geometry") if len(cameras) > 1 else None
 
@@ -136,10 +137,9 @@ class StreamingPipeline:
     # Worker side --------------------------------------------------------------
     def _process(self, batch: list[tuple[WindowScheduler, Window, np.ndarray]]) -> None:
         started = time.monotonic()
-        by_scheduler = {camera.scheduler: camera for camera in self.cameras.values()}
         jobs = []
         for scheduler, window, clip in batch:
-            camera = by_scheduler[scheduler]
+            camera = self._camera_of[scheduler]
             try:
                 jobs.append((camera, window, clip, *camera.queries(window, clip)))
             except Exception as exc:  # one camera's bad window must not cost the others theirs
