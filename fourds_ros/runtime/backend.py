@@ -89,6 +89,11 @@ class Backend(ABC):
             raise BackendError(f"{self.name}: missing inputs {missing} (use pad_queries)")
         return self._run(feeds)
 
+    def with_batch(self, batch: int) -> "Backend | None":
+        """This backend taking `batch` windows a call, sharing its model; None where a graph's batch is fixed
+        (a graph of that batch is then started on its own)."""
+        return None
+
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ...

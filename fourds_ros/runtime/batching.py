@@ -51,9 +51,8 @@ class BatchedBackend:
             size = max(s for s in self.backends if s <= len(videos) - start)
             chunk = slice(start, start + size)
             backend = self.backends[size]
-            if size == 1:
-                out = backend.run(videos[start], queries[start])
-                outputs.append(out)
+            if size == 1:  # no copy into a batch
+                outputs.append(backend.run(videos[start], queries[start]))
             else:
                 out = backend.run(np.concatenate(videos[chunk]), _stacked(queries[chunk]))
                 outputs += [{name: value[i: i + 1] for name, value in out.items()} for i in range(size)]

@@ -130,8 +130,7 @@ def create_rig_backend(name: str, model_dir: Path | None, cameras: int, *, onnx_
     backends = {1: first}
     for size in sizes[1:]:
         try:
-            backends[size] = first.with_batch(size) if hasattr(first, "with_batch") else \
-                create_backend(name, model_dir, batch=size, **options)
+            backends[size] = first.with_batch(size) or create_backend(name, model_dir, batch=size, **options)
         except BackendError as exc:  # e.g. no graph of this batch and no torch to export one: still a rig
             log.warning(f"the rig runs its windows in batches of at most {max(backends)}: {exc}")
             break

@@ -81,16 +81,17 @@ class StreamingPipeline:
         self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log)
                         for name in cameras}
         self._camera_of = {camera.scheduler: camera for camera in self.cameras.values()}
+        self._only = next(iter(self.cameras.values())) if len(self.cameras) == 1 else None
         # Each camera's geometry on its own thread: OpenCV and numpy release the GIL, so a rig uses the cores.
         self._geometry_threads = ThreadPoolExecutor(len(cameras), "fourds-geometry") if len(cameras) > 1 else None
 
     def camera(self, name: str | None = None) -> CameraStream:
         """A camera by name; without a name, the only one."""
-        if name is None:
-            if len(self.cameras) > 1:
-                raise ValueError(f"this pipeline has {len(self.cameras)} cameras: name one")
-            return next(iter(self.cameras.values()))
-        return self.cameras[name]
+        if name is not None:
+            return self.cameras[name]
+        if self._only is None:
+            raise ValueError(f"this pipeline has {len(self.cameras)} cameras: name one")
+        return self._only
 
     # The single camera's calls ------------------------------------------------
     def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
