@@ -292,7 +292,7 @@ def _setting_arguments(p: argparse.ArgumentParser) -> None:
             title = f"{prefix} settings" if prefix else "stream settings"
             groups[prefix] = p.add_argument_group(title, "the node's parameters of the same names")
         unit = f" ({row.unit})" if row.unit else ""
-        options = dict(dest=f"setting:{row.name}", default=row.default, help=f"{row.description}{unit}")
+        options = dict(dest=f"setting:{row.name}", default=row.default, help=f"{row.description}{unit}".replace("%", "%%"))  # argparse formats help
         if isinstance(row.default, bool):
             options.update(action=argparse.BooleanOptionalAction)
         else:

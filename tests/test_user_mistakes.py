@@ -2,6 +2,7 @@
 any work, says what is wrong and what to do instead, and prints no traceback."""
 from __future__ import annotations
 
+import argparse
 import shutil
 
 import cv2
@@ -147,3 +148,15 @@ def test_the_training_cli_reports_a_bad_setting_without_a_traceback():
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     stopped_with(result, "offline_training pretrain: error: --set optim.lrr: no such setting")
 
+
+
+def test_every_command_explains_itself_with_help():
+    """`--help` is the first thing a new user types: every command's help prints (a `%` in a setting's description
+    once made `eval --help` and `replay --help` crash)."""
+    from fourds_ros.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        text = command.format_help()
+        assert command.prog.endswith(name) and "usage:" in text, name
+    assert "95% bound" in commands["eval"].format_help()
