@@ -11,8 +11,10 @@ but a few numbers a frame, so the benchmark itself stays flat):
 - per minute: the odometry rate, windows replaced, NaN published (odometry; depth images wholly NaN), the
   egomotion's error over the minute (the relative motion from the minute's first to its last pose, against the
   truth, metric: no alignment), its position error since the start, the depth's AbsRel (median-aligned, and
-  metric: the stream's own scale), and the share of poses whose error lies inside the published covariance's
-  3-sigma bound (NEES against the chi-square 99.73% bound for 6 DoF), with the mean NEES (expected: 6).
+  metric: the stream's own scale), and whether the published covariances can be fused: the share of frames whose
+  twist (the velocity since the frame before) lies within its covariance's 3-sigma bound against the true
+  velocity (NEES against the chi-square 99.73% bound for 6 DoF) with the mean NEES (expected: 6), and the same
+  for the pose since the start against the pose covariance.
 
 The record is 30 minutes (`--minutes 30`); CI runs 2 minutes on a small camera. Prints JSON and writes
 benchmarks/results/soak-<device>.json (or `--out`).
@@ -42,15 +44,16 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from fourds_ros.bags.reader import pose_matrix  # noqa: E402
+from fourds_ros.bags.reader import pose_matrix, twist_of  # noqa: E402
 from fourds_ros.contract import node_topic  # noqa: E402
+from fourds_ros.evaluation.metrics import CHI2_6DOF_3SIGMA, nees  # noqa: E402
 from fourds_ros.evaluation.report import portable_path  # noqa: E402
 from fourds_ros.ros.messages import stamp_ns  # noqa: E402
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values  # noqa: E402
+from fourds_ros.streaming.twist import step_vector  # noqa: E402
 from result_file import cpu_name, result_path, write_result  # noqa: E402
 
 RATE_HZ = 30.0
-CHI2_6DOF_3SIGMA = 20.06  # P(chi-square, 6 DoF) = 0.9973, the 6-DoF twin of a 3-sigma bound
 DEFAULT_MODEL = REPO / "models" / "default"
 
 
@@ -71,7 +74,7 @@ class Soak:
     def __init__(self, seq, order: np.ndarray, domain: int):
         self.seq, self.order = seq, order
         self.index_of: dict[int, int] = {}  # stamp -> frame of the loop (written before the frame is sent)
-        self.odometry: list[tuple] = []  # (stamp, pose 4x4, covariance 6x6)
+        self.odometry: list[tuple] = []  # (stamp, pose 4x4, covariance 6x6, twist 6 or None, its covariance)
         self.depth: list[tuple] = []  # (stamp, AbsRel median-aligned, AbsRel metric, all NaN)
         self.recorder = TopicRecorder(domain, {"/diagnostics": DiagnosticArray})
         node = self.recorder.node
@@ -89,7 +92,8 @@ class Soak:
 
     def _odometry(self, msg: Odometry) -> None:
         cov = np.asarray(msg.pose.covariance, np.float64).reshape(6, 6)
-        self.odometry.append((stamp_ns(msg.header), pose_matrix(msg.pose.pose), cov))
+        velocity, velocity_cov = twist_of(msg) if msg.twist.covariance[0] >= 0 else (None, None)
+        self.odometry.append((stamp_ns(msg.header), pose_matrix(msg.pose.pose), cov, velocity, velocity_cov))
 
     def _depth(self, msg: Image) -> None:
         stamp = stamp_ns(msg.header)
@@ -142,22 +146,35 @@ def motion_error(est_a, est_b, true_a, true_b) -> tuple[float, float, float]:
     return float(np.linalg.norm(error[:3, 3])), angle, float(np.linalg.norm(true[:3, 3]))
 
 
-def nees(est: np.ndarray, true: np.ndarray, covariance: np.ndarray) -> float:
+def pose_nees(est: np.ndarray, true: np.ndarray, covariance: np.ndarray) -> float:
     """The pose error (position, then rotation vector, world frame: the covariance's order) whitened."""
-    error = np.concatenate([est[:3, 3] - true[:3, 3],
-                            Rotation.from_matrix(est[:3, :3] @ true[:3, :3].T).as_rotvec()])
-    try:
-        return float(error @ np.linalg.solve(covariance, error))
-    except np.linalg.LinAlgError:
-        return float("inf")
+    return nees(np.concatenate([est[:3, 3] - true[:3, 3],
+                                Rotation.from_matrix(est[:3, :3] @ true[:3, :3].T).as_rotvec()]), covariance)
+
+
+def twist_nees(rows: list[tuple], truth: np.ndarray, index_of: dict) -> np.ndarray:
+    """Per odometry message after the first: the NEES of its twist against the true velocity since the one before."""
+    values = []
+    for (sa, _, _, _, _), (sb, _, _, velocity, covariance) in zip(rows, rows[1:]):
+        if velocity is not None and sb > sa:
+            true = step_vector(truth[index_of[sa]], truth[index_of[sb]]) / ((sb - sa) * 1e-9)
+            values.append(nees(velocity - true, covariance))
+    return np.array(values)
+
+
+def consistency(prefix: str, values: np.ndarray) -> dict:
+    if not len(values):
+        return {}
+    return {f"{prefix}_3sigma_coverage": round(float(np.mean(values <= CHI2_6DOF_3SIGMA)), 3),
+            f"{prefix}_nees_mean": round(float(np.mean(values[np.isfinite(values)])), 2)}
 
 
 def per_minute(soak: Soak, samples: list[dict], start_ns: int, minutes: int) -> list[dict]:
     truth = soak.seq.world_from_camera
-    odo = [(s, p, c) for s, p, c in soak.odometry if s in soak.index_of]
+    odo = [row for row in soak.odometry if row[0] in soak.index_of]
     if not odo:
         return []
-    first_stamp, first_pose, _ = odo[0]
+    first_stamp, first_pose = odo[0][:2]
     true_first = truth[soak.index_of[first_stamp]]
     out = []
     for m in range(minutes):
@@ -165,22 +182,20 @@ def per_minute(soak: Soak, samples: list[dict], start_ns: int, minutes: int) -> 
         rows = [r for r in odo if lo <= r[0] < hi]
         depth = [r for r in soak.depth if lo <= r[0] < hi]
         entry = {"minute": m + 1, "odometry_hz": round(len(rows) / 60.0, 2),
-                 "nan_odometry": int(sum(not np.isfinite(p).all() for _, p, _ in rows)),
+                 "nan_odometry": int(sum(not np.isfinite(row[1]).all() for row in rows)),
                  "nan_depth_images": int(sum(r[3] for r in depth)), "depth_images": len(depth)}
         if len(rows) >= 2:
-            (sa, pa, _), (sb, pb, _) = rows[0], rows[-1]
+            (sa, pa), (sb, pb) = rows[0][:2], rows[-1][:2]
             t_err, r_err, dist = motion_error(pa, pb, truth[soak.index_of[sa]], truth[soak.index_of[sb]])
             since = np.linalg.inv(true_first) @ truth[soak.index_of[sb]]
             est_since = np.linalg.inv(first_pose) @ pb
-            values = [nees(np.linalg.inv(first_pose) @ p, np.linalg.inv(true_first) @ truth[soak.index_of[s]], c)
-                      for s, p, c in rows if c[0, 0] >= 0]
+            poses = np.array([pose_nees(np.linalg.inv(first_pose) @ p, np.linalg.inv(true_first) @
+                                        truth[soak.index_of[s]], c) for s, p, c, _, _ in rows if c[0, 0] >= 0])
             entry.update({"motion_error_m": round(t_err, 4), "motion_error_deg": round(r_err, 3),
                           "true_motion_m": round(dist, 3),
                           "position_error_since_start_m": round(float(np.linalg.norm(est_since[:3, 3] - since[:3, 3])), 4)})
-            if values:
-                values = np.array(values)
-                entry.update({"covariance_3sigma_coverage": round(float(np.mean(values <= CHI2_6DOF_3SIGMA)), 3),
-                              "nees_mean": round(float(np.mean(values[np.isfinite(values)])), 2)})
+            entry.update(consistency("twist", twist_nees(rows, truth, soak.index_of)))
+            entry.update(consistency("pose", poses))
         finite = [r for r in depth if np.isfinite(r[1])]
         if finite:
             entry.update({"depth_abs_rel": round(float(np.mean([r[1] for r in finite])), 4),
@@ -202,18 +217,18 @@ def targets(minutes: list[dict]) -> dict:
     five = max(1, min(5, len(minutes) // 2))
     early = [m.get("motion_error_m", np.nan) for m in minutes[:five]]
     late = [m.get("motion_error_m", np.nan) for m in minutes[-five:]]
-    coverage = [m["covariance_3sigma_coverage"] for m in minutes if "covariance_3sigma_coverage" in m]
-    nees_mean = [m["nees_mean"] for m in minutes if "nees_mean" in m]
+    coverage = [m["twist_3sigma_coverage"] for m in minutes if "twist_3sigma_coverage" in m]
+    nees_mean = [m["twist_nees_mean"] for m in minutes if "twist_nees_mean" in m]
     return {
         "memory_within_5pct_of_minute_1": bool(rss and max(abs(r - rss[0]) for r in rss) <= 0.05 * rss[0]),
         "windows_replaced_never_above_minute_1": bool(max(replaced[1:]) <= replaced[0]),
         "no_nan_published": bool(sum(m["nan_odometry"] + m["nan_depth_images"] for m in minutes) == 0),
         "motion_error_first_vs_last_minutes_m": [round(float(np.nanmean(early)), 4), round(float(np.nanmean(late)), 4)],
         "egomotion_no_worse_at_the_end": bool(np.nanmean(late) <= np.nanmean(early)),
-        "covariance_3sigma_coverage_mean": round(float(np.mean(coverage)), 3) if coverage else None,
-        "covariance_coverage_at_least_95pct": bool(coverage and np.mean(coverage) >= 0.95),
-        "nees_mean": round(float(np.mean(nees_mean)), 2) if nees_mean else None,
-        "nees_within_3x_of_6": bool(nees_mean and 2.0 <= np.mean(nees_mean) <= 18.0),
+        "twist_3sigma_coverage_mean": round(float(np.mean(coverage)), 3) if coverage else None,
+        "twist_coverage_at_least_95pct": bool(coverage and np.mean(coverage) >= 0.95),
+        "twist_nees_mean": round(float(np.mean(nees_mean)), 2) if nees_mean else None,
+        "twist_nees_within_3x_of_6": bool(nees_mean and 2.0 <= np.mean(nees_mean) <= 18.0),
     }
 
 

@@ -416,3 +416,10 @@ def test_the_node_runs_with_no_parameters_on_the_default_model(processes, tmp_pa
     assert odometry and all(np.isfinite(m.pose.covariance).all() for m in odometry)
     # The geometric stage publishes a covariance (the readout-only path leaves it unknown: -1).
     assert any(m.pose.covariance[0] >= 0 for m in odometry)
+    # The twist: unknown (-1) on the stream's first frame only; after it a finite velocity and a covariance with
+    # a positive variance on every axis (something can always be wrong).
+    assert odometry[0].twist.covariance[0] == -1.0
+    for m in odometry[1:]:
+        t, cov = m.twist.twist, np.asarray(m.twist.covariance).reshape(6, 6)
+        assert np.isfinite([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z]).all()
+        assert np.isfinite(cov).all() and (np.diag(cov) > 0).all(), cov

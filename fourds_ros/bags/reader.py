@@ -118,6 +118,13 @@ def pick_image_topic(reader, requested: str | None) -> str:
     return sorted(raw or candidates)[0]
 
 
+def twist_of(odometry) -> tuple[np.ndarray, np.ndarray]:
+    """A nav_msgs/Odometry's twist (linear, then angular) and its 6x6 covariance (rclpy or rosbags)."""
+    t = odometry.twist.twist
+    velocity = np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z], np.float64)
+    return velocity, np.asarray(odometry.twist.covariance, np.float64).reshape(6, 6)
+
+
 def pose_matrix(pose) -> np.ndarray:
     """A geometry_msgs/Pose (rclpy or rosbags) as a 4x4 matrix."""
     from scipy.spatial.transform import Rotation

@@ -8,6 +8,7 @@ import numpy as np
 # TAP-Vid: position thresholds in pixels at 256x256 resolution.
 TAPVID_THRESHOLDS = (1, 2, 4, 8, 16)
 BOX_SUCCESS_THRESHOLDS = np.linspace(0, 1, 21)
+CHI2_6DOF_3SIGMA = 20.06  # P(chi-square with 6 DoF <= this) = 0.9973: the 6-DoF twin of a 3-sigma bound
 
 
 # Depth -------------------------------------------------------------------------
@@ -173,6 +174,40 @@ def _sim3_aligned(pred_poses: np.ndarray, gt_poses: np.ndarray) -> np.ndarray:
     out[:, :3, :3] = r @ pred_poses[:, :3, :3]
     out[:, :3, 3] = (c * (r @ pred_poses[:, :3, 3].T)).T + t
     return out
+
+
+def nees(error: np.ndarray, covariance: np.ndarray) -> float:
+    """Normalised estimation error squared: `error` whitened by `covariance` (inf where it cannot explain it)."""
+    try:
+        return float(error @ np.linalg.solve(covariance, error))
+    except np.linalg.LinAlgError:
+        return float("inf")
+
+
+def twist_consistency(twist: np.ndarray, covariance: np.ndarray, gt_poses: np.ndarray,
+                      stamps_s: np.ndarray) -> dict[str, float] | None:
+    """Whether the published twist covariance covers the true frame-to-frame motion: per frame with a twist and
+    ground truth on it and the frame before, the NEES of the velocity error (expected 6, its mean; within the
+    chi-square 3-sigma bound on 99.73% of frames), its translation and rotation parts (expected 3 each), and how many
+    times the covariance's sigmas exceed the errors' (10: too large to be of use to a filter)."""
+    from ..streaming.twist import step_vector
+    values, parts = [], []
+    for i in range(1, len(twist)):
+        seconds = stamps_s[i] - stamps_s[i - 1]
+        if not (np.isfinite(twist[i]).all() and np.isfinite(gt_poses[i - 1:i + 1]).all() and seconds > 0):
+            continue
+        error = twist[i] - step_vector(gt_poses[i - 1], gt_poses[i]) / seconds
+        cov = covariance[i]
+        values.append(nees(error, cov))
+        parts.append((nees(error[:3], cov[:3, :3]), nees(error[3:], cov[3:, 3:])))
+    if not values:
+        return None
+    values, parts = np.array(values), np.array(parts)
+    mean = float(np.mean(values))
+    return {"frames": int(len(values)), "nees_mean": mean, "nees_median": float(np.median(values)),
+            "coverage_3sigma": float(np.mean(values <= CHI2_6DOF_3SIGMA)),
+            "nees_translation_mean": float(np.mean(parts[:, 0])), "nees_rotation_mean": float(np.mean(parts[:, 1])),
+            "sigma_over_error": float(np.sqrt(6.0 / mean)) if mean > 0 else float("inf")}
 
 
 def egomotion_metrics(pred_poses: np.ndarray, gt_poses: np.ndarray, stamps_s: np.ndarray,

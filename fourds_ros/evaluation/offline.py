@@ -72,6 +72,12 @@ def collect(frames: list[Frame], outputs: dict[int, FrameOutput], point_queries,
         for i, o in enumerate(present):
             if o is not None and o.world_from_camera is not None:
                 poses[i] = o.world_from_camera
+    twist = twist_covariance = None
+    if any(o is not None and o.twist is not None for o in present):
+        twist, twist_covariance = np.full((len(frames), 6), np.nan), np.full((len(frames), 6, 6), np.nan)
+        for i, o in enumerate(present):
+            if o is not None and o.twist is not None:
+                twist[i], twist_covariance[i] = o.twist, o.twist_covariance
     point_tracks, point_visible = _tracks(present, "points", point_queries, 2)
     boxes, box_visible = _tracks(present, "boxes", box_queries, 4)
     sources: dict[str, int] = {}
@@ -79,7 +85,7 @@ def collect(frames: list[Frame], outputs: dict[int, FrameOutput], point_queries,
         if o is not None and o.egomotion_source is not None:
             sources[o.egomotion_source] = sources.get(o.egomotion_source, 0) + 1
     return Predictions(stamps, depth, poses, point_tracks, point_visible, boxes, box_visible, stats, sources,
-                       confidence)
+                       confidence, twist, twist_covariance)
 
 
 def _tracks(present: list[FrameOutput | None], attr: str, queries, width: int):

@@ -24,6 +24,8 @@ class Predictions:
     stats: StreamStats
     egomotion_sources: dict[str, int] | None = None  # frames answered by each egomotion stage
     depth_confidence: np.ndarray | None = None  # (F, h, w) like depth, NaN where no output
+    twist: np.ndarray | None = None  # (F, 6) velocity since the frame before (camera frame), NaN where none
+    twist_covariance: np.ndarray | None = None  # (F, 6, 6)
 
 
 
@@ -105,6 +107,10 @@ def score(pred: Predictions, truth: AlignedTruth, frames: list[Frame], point_ind
         ok = np.isfinite(pred.world_from_camera).all(axis=(1, 2)) & np.isfinite(truth.poses).all(axis=(1, 2))
         if ok.sum() >= 3:
             out["egomotion"] = metrics.egomotion_metrics(pred.world_from_camera[ok], truth.poses[ok], stamps_s[ok])
+            if pred.twist is not None:
+                consistency = metrics.twist_consistency(pred.twist, pred.twist_covariance, truth.poses, stamps_s)
+                if consistency is not None:
+                    out["egomotion"]["twist"] = consistency
         else:
             notes.append(f"egomotion skipped: only {int(ok.sum())} frames have both a pose and a ground-truth pose")
     else:

@@ -79,7 +79,7 @@ class NodeOutputs:
                 k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
             self._publish_points(trusted, out.depth_confidence, k_model, header)
         if out.world_from_camera is not None:
-            self._publish_pose(out.world_from_camera, header, out.pose_covariance)
+            self._publish_pose(out, header)
         points_uv = boxes = None
         if out.points is not None:
             t = out.points
@@ -109,10 +109,12 @@ class NodeOutputs:
         records = depth_points(trusted, confidence, k, self.points_stride)
         self.depth_points.publish(messages.track_cloud(records, header))
 
-    def _publish_pose(self, world_from_camera: np.ndarray, header: Header, covariance: np.ndarray | None) -> None:
+    def _publish_pose(self, out: FrameOutput, header: Header) -> None:
+        world_from_camera = out.world_from_camera
         odom_header = Header(stamp=header.stamp, frame_id=self.odom_frame)
         child = self.child_frame_id or header.frame_id
-        self.odom.publish(odometry(world_from_camera, odom_header, child, covariance))
+        self.odom.publish(odometry(world_from_camera, odom_header, child, out.pose_covariance, out.twist,
+                                   out.twist_covariance))
         pose = PoseStamped(header=odom_header, pose=messages.pose_of(world_from_camera))
         self.pose.publish(pose)
         self.path_poses.append(pose)
@@ -153,15 +155,23 @@ def scaled_camera_info(source: CameraInfo, out: FrameOutput, header: Header) -> 
                       d=list(source.d), k=k.ravel().tolist(), r=list(source.r), p=p.ravel().tolist())
 
 
-def odometry(matrix: np.ndarray, header: Header, child_frame_id: str, covariance: np.ndarray | None = None) -> Odometry:
-    """Pose with its 6x6 covariance (x, y, z, rot x, rot y, rot z; -1 in [0] when unknown); twist not estimated."""
+def odometry(matrix: np.ndarray, header: Header, child_frame_id: str, covariance: np.ndarray | None = None,
+             velocity: np.ndarray | None = None, velocity_covariance: np.ndarray | None = None) -> Odometry:
+    """Pose (odometry frame) and twist (child frame: the velocity since the last frame, `streaming/twist.py`), each
+    with its 6x6 covariance (x, y, z, rot x, rot y, rot z; -1 in [0] where unknown: the first frame's twist)."""
     msg = Odometry(header=header, child_frame_id=child_frame_id)
     msg.pose.pose = messages.pose_of(matrix)
     if covariance is not None:
         msg.pose.covariance = [float(v) for v in np.asarray(covariance, np.float64).ravel()]
     else:
         msg.pose.covariance[0] = -1.0
-    msg.twist.covariance[0] = -1.0
+    if velocity is not None and velocity_covariance is not None:
+        v = [float(x) for x in velocity]
+        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = v[:3]
+        msg.twist.twist.angular.x, msg.twist.twist.angular.y, msg.twist.twist.angular.z = v[3:]
+        msg.twist.covariance = [float(x) for x in np.asarray(velocity_covariance, np.float64).ravel()]
+    else:
+        msg.twist.covariance[0] = -1.0
     return msg
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bags.reader import BagError, open_reader, pose_matrix, read_bag
+from ..bags.reader import BagError, open_reader, pose_matrix, read_bag, twist_of
 from ..bags.topics import CLOCK, camera_info_for, typestore
 from ..contract import BOX_DTYPE, NODE_OUTPUTS, PER_FRAME_OUTPUTS, POINT_DTYPE, RECORDED_OUTPUTS, compressed, node_topic, \
     pack_boxes, pack_points, unpack
@@ -295,12 +295,16 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
             latency.append((received - published_at[stamp]) * 1e3)
     depth = image_stack(node_topic("depth/image"), arrived)
     confidence = image_stack(node_topic("depth/confidence"))
+    twist = twist_covariance = None
     if recorded[node_topic("odometry")]:
         poses = np.full((len(frames), 4, 4), np.nan)
+        twist, twist_covariance = np.full((len(frames), 6), np.nan), np.full((len(frames), 6, 6), np.nan)
         for _, msg in recorded[node_topic("odometry")]:
             i = index.get(stamp_ns(msg.header))
             if i is not None:
                 poses[i] = pose_matrix(msg.pose.pose)
+                if msg.twist.covariance[0] >= 0:  # -1: no twist (a stream's first frame)
+                    twist[i], twist_covariance[i] = twist_of(msg)
 
     def tracks(topic: str, query, layout, fields):
         if query is None:
@@ -314,5 +318,5 @@ def _predictions(frames, recorded: dict, published_at: dict[int, float], point_q
     latency_summary = {"p50": round(float(np.percentile(latency, 50)), 1), "p99": round(float(np.percentile(latency, 99)), 1),
                        "frames": len(latency)} if latency else None
     pred = Predictions(np.array(stamps, np.int64), depth, poses, point_tracks, point_visible, boxes, box_visible,
-                       StreamStats(), depth_confidence=confidence)
+                       StreamStats(), depth_confidence=confidence, twist=twist, twist_covariance=twist_covariance)
     return pred, latency_summary

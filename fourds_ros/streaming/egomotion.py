@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import bundle_adjustment, location, two_view
+from . import bundle_adjustment, location, twist, two_view
 from .geometry import angle_px, inverse, world_to_pixels
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
@@ -54,6 +54,9 @@ class MotionEstimate:
     source: str  # standing | geometry | readout | fused
     inliers: int = 0
     residual_px: float = float("nan")
+    location_covariance: np.ndarray | None = None  # (6, 6) of the pose against the local map (world frame)
+    twist: np.ndarray | None = None  # (6,) velocity since the last frame: m/s, then rad/s, camera frame (`twist.py`)
+    twist_covariance: np.ndarray | None = None  # (6, 6)
 
 
 @dataclass
@@ -135,6 +138,7 @@ class GeometricOdometry:
         self.last: MotionEstimate | None = None
         self.velocity: np.ndarray | None = None  # (6,) rotation vector and translation per second, camera frame
         self._last_stamp = 0
+        self._scene_depth = float("nan")  # median depth of the last keyframe's fresh corners (m)
 
     # One frame ------------------------------------------------------------------
     def step(self, seq: int, stamp_ns: int, grey: np.ndarray, k: np.ndarray, depth_at,
@@ -149,12 +153,15 @@ class GeometricOdometry:
             self.reset()
             self.last = last
         self.k = np.asarray(k, np.float64)
+        previous = self._previous_pose()
         try:
             estimate = self._step(seq, stamp_ns, grey, depth_at, np.asarray(readout_world_from_camera, np.float64))
         finally:  # the bundle adjustment is counted on its own
             self.stats.seconds += time.perf_counter() - started - (self.stats.adjustment_seconds - adjusting)
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
+        if previous is not None and stamp_ns > self._last_stamp:
+            self._add_twist(estimate, previous, (stamp_ns - self._last_stamp) * 1e-9)
         self._update_velocity(estimate, stamp_ns)
         self.last = estimate
         return estimate
@@ -177,6 +184,34 @@ class GeometricOdometry:
         if isinstance(located, str):
             return self._readout_step(seq, stamp_ns, grey, depth_at, readout, located)
         return self._compose(seq, stamp_ns, grey, depth_at, readout, *located)
+
+    # Frame-to-frame motion ----------------------------------------------------------
+    def _previous_pose(self) -> np.ndarray | None:
+        """The last frame's pose as the map now has it: a keyframe's, moved by the bundle adjustment that followed
+        it (the twist is the motion between frames, not the adjustment's correction)."""
+        if self.last is None:
+            return None
+        if self.keyframe is not None and self.previous is not None and self.keyframe.seq == self.previous[0]:
+            return self.keyframe.world_from_camera.copy()
+        return self.last.world_from_camera
+
+    def _add_twist(self, estimate: MotionEstimate, previous: np.ndarray, seconds: float) -> None:
+        """The velocity since the last frame and its covariance (`twist.py`)."""
+        config = self.config
+        step = twist.step_vector(previous, estimate.world_from_camera)
+        if estimate.source == "standing":
+            covariance = twist.standing_rate_covariance(config.standing_deg, config.leave_standing_s,
+                                                        self._scene_depth, seconds)
+        elif estimate.location_covariance is not None:
+            before = self.last.location_covariance if self.last.location_covariance is not None else np.zeros((6, 6))
+            covariance = twist.to_camera(before + estimate.location_covariance, previous)
+        else:  # the readout answered
+            covariance = _readout_covariance(inverse(previous) @ estimate.world_from_camera)
+        covariance = (covariance + twist.scale_covariance(step[:3], config.metric_scale_sigma)
+                      + twist.timing_covariance(step, seconds, config.timing_error_s))
+        if self.last.source == "standing" and estimate.source != "standing":
+            covariance = covariance + twist.released_covariance(step)
+        estimate.twist, estimate.twist_covariance = twist.twist(step, covariance, seconds)
 
     # Motion model and tracking ----------------------------------------------------
     def _predict(self, stamp_ns: int) -> np.ndarray:
@@ -302,14 +337,17 @@ class GeometricOdometry:
             readout_step = inverse(kf.readout_world_from_camera) @ readout
             relative, covariance = blend(relative, covariance, readout_step, _readout_covariance(readout_step))
             pose, source = kf.world_from_camera @ relative, "fused"
-        covariance = kf.covariance + covariance
+        located, covariance = covariance, kf.covariance + covariance
         # Parallax left once the rotation between the keyframe and this frame is taken out.
         rotation = pose[:3, :3].T @ kf.world_from_camera[:3, :3]
         parallax = two_view.parallax(self.tracks.on_keyframe, self.tracks.now, rotation, self.k)
         if parallax > angle_px(self.k, self.config.keyframe_deg) or len(self.tracks) < self._renew_below():
-            return self._new_keyframe(seq, stamp_ns, grey, depth_at, pose, covariance, readout, source, inliers)
-        self.stats.last_inliers = inliers
-        return MotionEstimate(pose, covariance, source, inliers, residual)
+            estimate = self._new_keyframe(seq, stamp_ns, grey, depth_at, pose, covariance, readout, source, inliers)
+        else:
+            self.stats.last_inliers = inliers
+            estimate = MotionEstimate(pose, covariance, source, inliers, residual)
+        estimate.location_covariance = located
+        return estimate
 
     # Keyframes ----------------------------------------------------------------------
     def _renew_below(self) -> int:
@@ -338,6 +376,8 @@ class GeometricOdometry:
         self.map.observe(kf, tracks.point, tracks.now)
         fresh = _corners(grey, tracks.now, self.config.features - len(tracks))
         depth = np.asarray(depth_at(fresh) if len(fresh) else np.zeros(0), np.float64)
+        if np.isfinite(depth).any():
+            self._scene_depth = float(np.nanmedian(depth))
         ids = self.map.add_points(kf, fresh, depth, self.k)
         standing = source == "standing"
         tracks.now = np.concatenate([tracks.now, fresh]).astype(np.float32)

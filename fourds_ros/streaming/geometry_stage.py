@@ -25,6 +25,7 @@ from .model_stage import ModelResult
 from .output import FrameOutput
 from .refine import PointRefiner
 from .settings import StreamConfig
+from .twist import with_scale
 
 NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without camera_info
 
@@ -83,6 +84,7 @@ class GeometryStage:
         stage's cost per window stays what it is at the configured hop instead of growing with the backlog.
         """
         outputs, depth = result.outputs, result.depth
+        sigma = self.config.odometry.metric_scale_sigma
         count = len(outputs)
         budget = count if self.odometry.last is None else max(1, self.config.window_hop)
         chosen = set(np.unique(np.round(np.linspace(count - 1, 0, min(budget, count))[::-1]).astype(int)).tolist())
@@ -101,14 +103,16 @@ class GeometryStage:
                 return depth_at_pixels(depth[i], x, y)
             estimate = self.odometry.step(o.info.seq, o.info.stamp_ns, window.grey[i], k, depth_at,
                                           result.readout_poses[o.info.seq])
-            o.world_from_camera, o.pose_covariance = estimate.world_from_camera, estimate.covariance
-            o.egomotion_source = estimate.source
-            for skipped in pending:
+            o.world_from_camera, o.egomotion_source = estimate.world_from_camera, estimate.source
+            o.pose_covariance = with_scale(estimate.covariance, estimate.world_from_camera[:3, 3], sigma)
+            o.twist, o.twist_covariance = estimate.twist, estimate.twist_covariance
+            for skipped in pending:  # the step's velocity held over the frames it spans
                 start_pose, start_stamp = previous if previous is not None else (estimate, o.info.stamp_ns)
                 fraction = (skipped.info.stamp_ns - start_stamp) / max(o.info.stamp_ns - start_stamp, 1)
                 skipped.world_from_camera = interpolate_pose(start_pose.world_from_camera, estimate.world_from_camera,
                                                              fraction)
-                skipped.pose_covariance, skipped.egomotion_source = estimate.covariance, "interpolated"
+                skipped.pose_covariance, skipped.egomotion_source = o.pose_covariance, "interpolated"
+                skipped.twist, skipped.twist_covariance = estimate.twist, estimate.twist_covariance
             pending = []
             previous = (estimate, o.info.stamp_ns)
             self._last_geometry_stamp = o.info.stamp_ns

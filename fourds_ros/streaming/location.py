@@ -88,6 +88,11 @@ def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.
     pose, error = pose_of(fit.x), np.linalg.norm(errors(fit.x), axis=1)
     if not covariance:
         return pose, error
-    rotation_position = np.linalg.pinv(fit.jac.T @ fit.jac)  # whitened residuals: the inverse is the covariance
+    # Whitened residuals: the inverse is the covariance where the noise model holds; where the residuals say the
+    # noise is larger than modelled, it is scaled by their variance per degree of freedom (the a-posteriori
+    # variance factor of least squares), never made smaller.
+    freedom = max(fit.fun.size - 6, 1)
+    factor = max(1.0, float(fit.fun @ fit.fun) / freedom)
+    rotation_position = factor * np.linalg.pinv(fit.jac.T @ fit.jac)
     order = [3, 4, 5, 0, 1, 2]
     return pose, error, rotation_position[np.ix_(order, order)]

@@ -21,6 +21,8 @@ class FrameOutput:
     window_frames: int = 0  # distinct frames in the window that gave this output (fewer than its length: partial)
     world_from_camera: np.ndarray | None = None  # (4, 4)
     pose_covariance: np.ndarray | None = None  # (6, 6): x, y, z, rotation about x, y, z (nav_msgs/Odometry order)
+    twist: np.ndarray | None = None  # (6,): velocity since the last frame, m/s then rad/s, camera frame (`twist.py`)
+    twist_covariance: np.ndarray | None = None  # (6, 6), the twist's order
     egomotion_source: str | None = None  # which stage answered for the pose: standing, geometry, fused, readout, interpolated
     points: TrackFrame | None = None
     boxes: TrackFrame | None = None

@@ -112,6 +112,14 @@ class EgomotionConfig(_Checked):
     depth_scale_sigma: float = setting(
         0.1, "log depth", "how much the 4DS depth's scale may differ from one keyframe to the next (the window's "
         "scale is their mean)", (0.001, 10.0))
+    metric_scale_sigma: float = setting(
+        0.8, "log depth", "how far the 4DS depth's metric scale may be from the truth on a scene no one tried (one "
+        "sigma): the translation's share of the published covariance (benchmarks/metric_scale.py: 0.79 for the "
+        "default model on rooms and cameras it never saw)", (0.0, 10.0))
+    timing_error_s: float = setting(
+        0.02, "s", "how far a frame's pose may be from its stamp's instant (rolling-shutter readout, exposure, "
+        "time-stamp jitter; one sigma): a step's share of the published covariance that grows with its speed (0: "
+        "a global-shutter camera with hardware time stamps)", (0.0, 1.0))
     adjustment_iterations: int = setting(10, "iterations", "Levenberg-Marquardt iterations of a bundle "
                                          "adjustment", (1, 1000))
 
