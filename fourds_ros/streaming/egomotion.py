@@ -34,16 +34,13 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import bundle_adjustment, location, twist, two_view
+from . import bundle_adjustment, location, two_view
 from .geometry import angle_px, inverse, world_to_pixels
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
 from .settings import EGOMOTION_MODES, EgomotionConfig
+from .twist import MotionModel, readout_covariance
 
-# Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
-# real footage), so anything geometric outweighs it.
-READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
-READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
 GRID_CELLS = 48  # cells new corners are spread over (8 x 6 on a 4:3 image)
 
 
@@ -68,11 +65,6 @@ class EgomotionStats:
     bundle_adjustments: int = 0
     seconds: float = 0.0  # tracking, standing and location (bundle adjustment apart)
     adjustment_seconds: float = 0.0
-
-
-def _readout_covariance(step: np.ndarray) -> np.ndarray:
-    sigma_t = READOUT_TRANSLATION_SIGMA + 0.5 * float(np.linalg.norm(step[:3, 3]))
-    return np.diag([sigma_t ** 2] * 3 + [READOUT_ROTATION_SIGMA_RAD ** 2] * 3)
 
 
 def blend(a: np.ndarray, cov_a: np.ndarray, b: np.ndarray, cov_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +128,7 @@ class GeometricOdometry:
         self.hold_until_ns = 0  # a standing camera whose settled tracks were hidden is taken to stand until then
         self.displaced_since_ns: int | None = None  # since when a standing camera's view has been displaced
         self.last: MotionEstimate | None = None
-        self.velocity: np.ndarray | None = None  # (6,) rotation vector and translation per second, camera frame
-        self._last_stamp = 0
+        self.motion = MotionModel(self.config)
         self._scene_depth = float("nan")  # median depth of the last keyframe's fresh corners (m)
 
     # One frame ------------------------------------------------------------------
@@ -160,9 +151,7 @@ class GeometricOdometry:
             self.stats.seconds += time.perf_counter() - started - (self.stats.adjustment_seconds - adjusting)
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
-        if previous is not None and stamp_ns > self._last_stamp:
-            self._add_twist(estimate, previous, (stamp_ns - self._last_stamp) * 1e-9)
-        self._update_velocity(estimate, stamp_ns)
+        self.motion.update(self.last, estimate, previous, stamp_ns, self._scene_depth)
         self.last = estimate
         return estimate
 
@@ -174,7 +163,7 @@ class GeometricOdometry:
         gap_s = (stamp_ns - self.previous[1]) * 1e-9
         if gap_s > self.config.max_gap_s:
             return self._readout_step(seq, stamp_ns, grey, depth_at, readout, f"a gap of {gap_s:.2f} s")
-        predicted = self._predict(stamp_ns)
+        predicted = self.motion.predict(self.last.world_from_camera, stamp_ns)
         self._track(grey, predicted)
         self.previous = (seq, stamp_ns, grey)
         standing = self._judge_standing(seq, stamp_ns, grey, depth_at, gap_s)
@@ -185,7 +174,7 @@ class GeometricOdometry:
             return self._readout_step(seq, stamp_ns, grey, depth_at, readout, located)
         return self._compose(seq, stamp_ns, grey, depth_at, readout, *located)
 
-    # Frame-to-frame motion ----------------------------------------------------------
+    # Tracking -----------------------------------------------------------------------
     def _previous_pose(self) -> np.ndarray | None:
         """The last frame's pose as the map now has it: a keyframe's, moved by the bundle adjustment that followed
         it (the twist is the motion between frames, not the adjustment's correction)."""
@@ -195,45 +184,6 @@ class GeometricOdometry:
             return self.keyframe.world_from_camera.copy()
         return self.last.world_from_camera
 
-    def _add_twist(self, estimate: MotionEstimate, previous: np.ndarray, seconds: float) -> None:
-        """The velocity since the last frame and its covariance (`twist.py`)."""
-        config = self.config
-        step = twist.step_vector(previous, estimate.world_from_camera)
-        if estimate.source == "standing":
-            covariance = twist.standing_rate_covariance(config.standing_deg, config.leave_standing_s,
-                                                        self._scene_depth, seconds)
-        elif estimate.location_covariance is not None:
-            before = self.last.location_covariance if self.last.location_covariance is not None else np.zeros((6, 6))
-            covariance = twist.to_camera(before + estimate.location_covariance, previous)
-        else:  # the readout answered
-            covariance = _readout_covariance(inverse(previous) @ estimate.world_from_camera)
-        covariance = (covariance + twist.scale_covariance(step[:3], config.metric_scale_sigma)
-                      + twist.timing_covariance(step, seconds, config.timing_error_s))
-        if self.last.source == "standing" and estimate.source != "standing":
-            covariance = covariance + twist.released_covariance(step)
-        estimate.twist, estimate.twist_covariance = twist.twist(step, covariance, seconds)
-
-    # Motion model and tracking ----------------------------------------------------
-    def _predict(self, stamp_ns: int) -> np.ndarray:
-        """The pose the constant-velocity motion model gives this frame."""
-        last = self.last.world_from_camera
-        if self.velocity is None:
-            return last.copy()
-        dt = (stamp_ns - self._last_stamp) * 1e-9
-        step = np.eye(4)
-        step[:3, :3] = Rotation.from_rotvec(self.velocity[:3] * dt).as_matrix()
-        step[:3, 3] = self.velocity[3:] * dt
-        return last @ step
-
-    def _update_velocity(self, estimate: MotionEstimate, stamp_ns: int) -> None:
-        dt = (stamp_ns - self._last_stamp) * 1e-9
-        if self.last is None or estimate.source == "readout" or dt <= 0:
-            self.velocity = None
-        else:
-            step = inverse(self.last.world_from_camera) @ estimate.world_from_camera
-            self.velocity = np.concatenate([Rotation.from_matrix(step[:3, :3]).as_rotvec(), step[:3, 3]]) / dt
-        self._last_stamp = stamp_ns
-
     def _track(self, grey: np.ndarray, predicted: np.ndarray) -> None:
         """Follow the tracks into `grey`, searched first where the predicted pose puts their points (a car at 10 Hz
         moves them tens of pixels), then, for those that fail, from where they were."""
@@ -242,14 +192,14 @@ class GeometricOdometry:
         if not len(tracks):
             return
         guess = tracks.now
-        if self.velocity is not None:
+        if self.motion.velocity is not None:
             world, usable, _, _ = tracks.mapped
             pixels, depth = world_to_pixels(predicted, self.k, world[usable])
             ahead = depth > 1e-6
             guess = tracks.now.copy()
             guess[np.flatnonzero(usable)[ahead]] = pixels[ahead]
         moved, ok = self.tracker.track(previous, grey, tracks.now, guess)
-        if (retry := np.flatnonzero(~ok)).size and self.velocity is not None:
+        if (retry := np.flatnonzero(~ok)).size and self.motion.velocity is not None:
             moved[retry], ok[retry] = self.tracker.track(previous, grey, tracks.now[retry])
         tracks.now = moved
         tracks.keep(ok)
@@ -335,7 +285,7 @@ class GeometricOdometry:
         if self.mode == "fused":
             relative = inverse(kf.world_from_camera) @ pose
             readout_step = inverse(kf.readout_world_from_camera) @ readout
-            relative, covariance = blend(relative, covariance, readout_step, _readout_covariance(readout_step))
+            relative, covariance = blend(relative, covariance, readout_step, readout_covariance(readout_step))
             pose, source = kf.world_from_camera @ relative, "fused"
         located, covariance = covariance, kf.covariance + covariance
         # Parallax left once the rotation between the keyframe and this frame is taken out.
@@ -365,7 +315,7 @@ class GeometricOdometry:
             self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
         self.map, self.tracks = LocalMap(self.config.window_keyframes), _Tracks()
         return self._new_keyframe(seq, stamp_ns, grey, depth_at, kf.world_from_camera @ step,
-                                  kf.covariance + _readout_covariance(step), readout, "readout")
+                                  kf.covariance + readout_covariance(step), readout, "readout")
 
     def _new_keyframe(self, seq, stamp_ns, grey, depth_at, pose, covariance, readout, source,
                       inliers: int = 0) -> MotionEstimate:

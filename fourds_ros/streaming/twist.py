@@ -1,4 +1,5 @@
-"""The camera's velocity from one frame to the next (nav_msgs/Odometry twist), with a covariance a filter can fuse.
+"""The camera's motion from one frame to the next: the constant-velocity motion model the tracking searches from,
+and the velocity published as nav_msgs/Odometry's twist, with a covariance a filter can fuse.
 
 robot_localization and its kind fuse odometry differentially: what matters is the covariance of each frame's motion,
 not of the pose since the start. The covariance here is built from what can be wrong, each part by construction:
@@ -26,6 +27,70 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .geometry import inverse
+from .settings import EgomotionConfig
+
+# Covariance of a readout-only step: the readout is a coarse prior (tens of degrees of drift a minute on
+# real footage), so anything geometric outweighs it.
+READOUT_ROTATION_SIGMA_RAD = np.radians(2.0)
+READOUT_TRANSLATION_SIGMA = 0.05  # in the stream's (depth) scale, plus half the step's length
+
+
+class MotionModel:
+    """The last step's velocity (the prediction of the next frame's pose) and each frame's twist."""
+
+    def __init__(self, config: EgomotionConfig):
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.velocity: np.ndarray | None = None  # (6,) rotation vector and translation per second, camera frame
+        self.stamp_ns = 0  # the last frame's
+
+    def predict(self, last_pose: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """The pose the constant-velocity motion model gives the frame stamped `stamp_ns`."""
+        if self.velocity is None:
+            return last_pose.copy()
+        dt = (stamp_ns - self.stamp_ns) * 1e-9
+        step = np.eye(4)
+        step[:3, :3] = Rotation.from_rotvec(self.velocity[:3] * dt).as_matrix()
+        step[:3, 3] = self.velocity[3:] * dt
+        return last_pose @ step
+
+    def update(self, last, estimate, previous: np.ndarray | None, stamp_ns: int, scene_depth_m: float) -> None:
+        """After frame `estimate` (an egomotion `MotionEstimate`; `last` the frame's before, None on a stream's first
+        and `previous` its pose as the map now has it): its twist, and the velocity for the next prediction."""
+        seconds = (stamp_ns - self.stamp_ns) * 1e-9
+        if last is not None and 0 < seconds <= self.config.max_gap_s:
+            estimate.twist, estimate.twist_covariance = self._twist(last, estimate, previous, seconds, scene_depth_m)
+        if last is None or estimate.source == "readout" or seconds <= 0:
+            self.velocity = None
+        else:
+            step = inverse(last.world_from_camera) @ estimate.world_from_camera
+            self.velocity = np.concatenate([Rotation.from_matrix(step[:3, :3]).as_rotvec(), step[:3, 3]]) / seconds
+        self.stamp_ns = stamp_ns
+
+    def _twist(self, last, estimate, previous, seconds, scene_depth_m) -> tuple[np.ndarray, np.ndarray]:
+        config = self.config
+        step = step_vector(previous, estimate.world_from_camera)
+        if estimate.source == "standing":
+            covariance = standing_rate_covariance(config.standing_deg, config.leave_standing_s, scene_depth_m,
+                                                  seconds)
+        elif estimate.location_covariance is not None:
+            before = last.location_covariance if last.location_covariance is not None else np.zeros((6, 6))
+            covariance = to_camera(before + estimate.location_covariance, previous)
+        else:  # the readout answered
+            covariance = readout_covariance(inverse(previous) @ estimate.world_from_camera)
+        covariance = (covariance + scale_covariance(step[:3], config.metric_scale_sigma)
+                      + timing_covariance(step, seconds, config.timing_error_s))
+        if last.source == "standing" and estimate.source != "standing":
+            covariance = covariance + released_covariance(step)
+        return step / seconds, covariance / seconds ** 2
+
+
+def readout_covariance(step: np.ndarray) -> np.ndarray:
+    """The covariance of a step (4x4) the pose readout alone gave."""
+    sigma_t = READOUT_TRANSLATION_SIGMA + 0.5 * float(np.linalg.norm(step[:3, 3]))
+    return np.diag([sigma_t ** 2] * 3 + [READOUT_ROTATION_SIGMA_RAD ** 2] * 3)
 
 
 def step_vector(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -69,11 +134,6 @@ def timing_covariance(step: np.ndarray, seconds: float, timing_error_s: float) -
 def released_covariance(step: np.ndarray) -> np.ndarray:
     """The covariance of a step that ends a standing spell: rank one along the step (its time is unknown)."""
     return np.outer(step, step)
-
-
-def twist(step: np.ndarray, step_covariance: np.ndarray, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """Velocity (m/s, rad/s) and its covariance from one step of `seconds` and the step's covariance."""
-    return step / seconds, step_covariance / seconds ** 2
 
 
 def with_scale(pose_covariance: np.ndarray, position: np.ndarray, metric_scale_sigma: float) -> np.ndarray:
