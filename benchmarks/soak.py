@@ -46,11 +46,10 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from fourds_ros.bags.reader import pose_matrix, twist_of  # noqa: E402
 from fourds_ros.contract import node_topic  # noqa: E402
-from fourds_ros.evaluation.metrics import CHI2_6DOF_3SIGMA, nees  # noqa: E402
+from fourds_ros.evaluation.metrics import CHI2_6DOF_3SIGMA, nees, twist_consistency  # noqa: E402
 from fourds_ros.evaluation.report import portable_path  # noqa: E402
 from fourds_ros.ros.messages import stamp_ns  # noqa: E402
 from fourds_ros.ros.processes import NodeProcess, TopicRecorder, diagnostics_values  # noqa: E402
-from fourds_ros.streaming.twist import step_vector  # noqa: E402
 from result_file import cpu_name, result_path, write_result  # noqa: E402
 
 RATE_HZ = 30.0
@@ -152,21 +151,24 @@ def pose_nees(est: np.ndarray, true: np.ndarray, covariance: np.ndarray) -> floa
                                 Rotation.from_matrix(est[:3, :3] @ true[:3, :3].T).as_rotvec()]), covariance)
 
 
-def twist_nees(rows: list[tuple], truth: np.ndarray, index_of: dict) -> np.ndarray:
-    """Per odometry message after the first: the NEES of its twist against the true velocity since the one before."""
-    values = []
-    for (sa, _, _, _, _), (sb, _, _, velocity, covariance) in zip(rows, rows[1:]):
-        if velocity is not None and sb > sa:
-            true = step_vector(truth[index_of[sa]], truth[index_of[sb]]) / ((sb - sa) * 1e-9)
-            values.append(nees(velocity - true, covariance))
-    return np.array(values)
+def twist_summary(rows: list[tuple], truth: np.ndarray, index_of: dict) -> dict:
+    """The twists of `rows` (odometry messages in order) against the true velocity since the message before,
+    scored as the eval reports score them (`metrics.twist_consistency`)."""
+    twists = np.array([np.full(6, np.nan) if r[3] is None else r[3] for r in rows])
+    covariances = np.array([np.full((6, 6), np.nan) if r[3] is None else r[4] for r in rows])
+    scored = twist_consistency(twists, covariances, truth[[index_of[r[0]] for r in rows]],
+                               np.array([r[0] for r in rows]) * 1e-9)
+    if scored is None:
+        return {}
+    return {"twist_3sigma_coverage": round(scored["coverage_3sigma"], 3),
+            "twist_nees_mean": round(scored["nees_mean"], 2)}
 
 
-def consistency(prefix: str, values: np.ndarray) -> dict:
+def pose_summary(values: np.ndarray) -> dict:
     if not len(values):
         return {}
-    return {f"{prefix}_3sigma_coverage": round(float(np.mean(values <= CHI2_6DOF_3SIGMA)), 3),
-            f"{prefix}_nees_mean": round(float(np.mean(values[np.isfinite(values)])), 2)}
+    return {"pose_3sigma_coverage": round(float(np.mean(values <= CHI2_6DOF_3SIGMA)), 3),
+            "pose_nees_mean": round(float(np.mean(values[np.isfinite(values)])), 2)}
 
 
 def per_minute(soak: Soak, samples: list[dict], start_ns: int, minutes: int) -> list[dict]:
@@ -194,8 +196,8 @@ def per_minute(soak: Soak, samples: list[dict], start_ns: int, minutes: int) -> 
             entry.update({"motion_error_m": round(t_err, 4), "motion_error_deg": round(r_err, 3),
                           "true_motion_m": round(dist, 3),
                           "position_error_since_start_m": round(float(np.linalg.norm(est_since[:3, 3] - since[:3, 3])), 4)})
-            entry.update(consistency("twist", twist_nees(rows, truth, soak.index_of)))
-            entry.update(consistency("pose", poses))
+            entry.update(twist_summary(rows, truth, soak.index_of))
+            entry.update(pose_summary(poses))
         finite = [r for r in depth if np.isfinite(r[1])]
         if finite:
             entry.update({"depth_abs_rel": round(float(np.mean([r[1] for r in finite])), 4),

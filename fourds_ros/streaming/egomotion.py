@@ -174,14 +174,14 @@ class GeometricOdometry:
             return self._readout_step(seq, stamp_ns, grey, depth_at, readout, located)
         return self._compose(seq, stamp_ns, grey, depth_at, readout, *located)
 
-    # Tracking -----------------------------------------------------------------------
+    # The last frame and tracking ---------------------------------------------------------
     def _previous_pose(self) -> np.ndarray | None:
         """The last frame's pose as the map now has it: a keyframe's, moved by the bundle adjustment that followed
         it (the twist is the motion between frames, not the adjustment's correction)."""
         if self.last is None:
             return None
         if self.keyframe is not None and self.previous is not None and self.keyframe.seq == self.previous[0]:
-            return self.keyframe.world_from_camera.copy()
+            return self.keyframe.world_from_camera
         return self.last.world_from_camera
 
     def _track(self, grey: np.ndarray, predicted: np.ndarray) -> None:
