@@ -2,8 +2,9 @@
 
 A video_publisher process loops a procedural clip at 30 Hz into perception_node
 (its own process, the embedded default model and backend); this process
-subscribes to depth/image and records, per frame, receive time minus the
-image's stamp (publish time, same clock). The node's resident memory is sampled
+subscribes to depth/image and odometry and records, per frame, receive time
+minus the image's stamp (publish time, same clock): odometry is published as
+each frame arrives (`odometry.on_arrival`), depth when the frame's window is back. The node's resident memory is sampled
 once a second; "flat" means the last minute's mean is within 5% of the first
 minute's (after warm-up). Latency is reported as p50, p99 and the true maximum
 over the run after a 10% warm-up, next to the node's own slowest window.
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from fourds_ros.model import FourDS, save_model_dir  # noqa: E402
@@ -71,6 +73,11 @@ def startup(domain: int, log_dir: Path, with_torch: bool, runs: int = 3) -> dict
             "rss_mib_at_ready": round(float(np.median(memory)), 1)}
 
 
+def latencies_ms(timed: list) -> np.ndarray:
+    """Receive time minus the message's stamp (the image's publish time), ms."""
+    return np.array([(received - stamp_ns(m.header) / 1e9) * 1e3 for received, m in timed])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of streaming (>= 300 for the record)")
@@ -102,8 +109,8 @@ def main() -> None:
         recorder = publisher = None
         try:
             node.wait_for_log("ready:", timeout=180)
-            recorder = TopicRecorder(args.domain, {"depth/image": Image, "/diagnostics": DiagnosticArray},
-                                     reliable=False)
+            recorder = TopicRecorder(args.domain, {"depth/image": Image, "odometry": Odometry,
+                                                   "/diagnostics": DiagnosticArray}, reliable=False)
             publisher = NodeProcess("video_publisher", ["--ros-args", "-p", f"source:={frames}", "-p", "rate:=30.0",
                                                         "-p", "loop:=true", "-p", "reliability:=best_effort",
                                                         "-p", "wait_for_subscribers:=1"], args.domain, tmp)
@@ -115,7 +122,7 @@ def main() -> None:
             # The node finishes what it accepted (emitted or dropped) before the record is read.
             recorder.wait_until(lambda: (d := recorder.last_diagnostics()) and int(d["frames_emitted"]) +
                                 int(d["frames_dropped"]) >= int(d["frames_accepted"]), 60, "the node to drain")
-            timed = recorder.timed("depth/image")
+            timed, odometry = recorder.timed("depth/image"), recorder.timed("odometry")
             diag = diagnostics_values(recorder.messages("/diagnostics")[-1])
         finally:
             for p in (publisher, node):
@@ -125,8 +132,9 @@ def main() -> None:
                 recorder.close()
     if len(timed) < 10:
         raise SystemExit(f"only {len(timed)} depth images arrived; node diagnostics: {diag}")
-    latency_ms = np.array([(received - stamp_ns(m.header) / 1e9) * 1e3 for received, m in timed])
+    latency_ms, odometry_ms = latencies_ms(timed), latencies_ms(odometry)
     steady = latency_ms[len(latency_ms) // 10:]  # skip warm-up
+    odometry_steady = odometry_ms[len(odometry_ms) // 10:]
     mem = np.array(memory)
     first = mem[(mem[:, 0] > 30) & (mem[:, 0] <= 90), 1]
     last = mem[mem[:, 0] > mem[-1, 0] - 60, 1]
@@ -139,6 +147,9 @@ def main() -> None:
         "end_to_end_latency_ms": {"p50": round(float(np.percentile(steady, 50)), 1),
                                   "p99": round(float(np.percentile(steady, 99)), 1),
                                   "max": round(float(steady.max()), 1), "frames": int(len(latency_ms))},
+        "odometry_latency_ms": {"p50": round(float(np.percentile(odometry_steady, 50)), 1),
+                                "p99": round(float(np.percentile(odometry_steady, 99)), 1),
+                                "max": round(float(odometry_steady.max()), 1), "frames": int(len(odometry_ms))},
         "throughput_depth_hz": round((len(timed) - 1) / span, 2),
         "node_diagnostics": diag,
         "startup": starts,

@@ -66,7 +66,8 @@ class NodeOutputs:
         self.camera_info: CameraInfo | None = None  # the source camera's, set by the node
 
     def publish(self, out: FrameOutput) -> None:
-        header = Header(stamp=Time(nanoseconds=out.info.stamp_ns).to_msg(), frame_id=out.info.frame_id)
+        """A frame's depth and tracks, once its window is back (its pose goes through `publish_motion`)."""
+        header = _header(out)
         k_model = None
         if out.depth is not None:
             trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence)
@@ -78,8 +79,6 @@ class NodeOutputs:
                 self.depth_info.publish(info)
                 k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
             self._publish_points(trusted, out.depth_confidence, k_model, header)
-        if out.world_from_camera is not None:
-            self._publish_pose(out, header)
         points_uv = boxes = None
         if out.points is not None:
             t = out.points
@@ -109,7 +108,9 @@ class NodeOutputs:
         records = depth_points(trusted, confidence, k, self.points_stride)
         self.depth_points.publish(messages.track_cloud(records, header))
 
-    def _publish_pose(self, out: FrameOutput, header: Header) -> None:
+    def publish_motion(self, out: FrameOutput) -> None:
+        """A frame's odometry, pose, path and transform (by default as soon as the frame arrived)."""
+        header = _header(out)
         world_from_camera = out.world_from_camera
         odom_header = Header(stamp=header.stamp, frame_id=self.odom_frame)
         child = self.child_frame_id or header.frame_id
@@ -125,6 +126,10 @@ class NodeOutputs:
             self.path_pub.publish(self.path)
         if self.tf is not None:
             self.tf.publish(TFMessage(transforms=[transform(world_from_camera, odom_header, child)]))
+
+
+def _header(out: FrameOutput) -> Header:
+    return Header(stamp=Time(nanoseconds=out.info.stamp_ns).to_msg(), frame_id=out.info.frame_id)
 
 
 def float_image(values: np.ndarray, header: Header) -> Image:

@@ -2,8 +2,10 @@
 
 A thin rclpy adapter over `fourds_ros.streaming.StreamingPipeline`: each camera's
 image callback (`camera_port.py`) hands bytes to its camera's stream (never waiting
-for inference); the pipeline's worker thread hands each frame's output to that
-camera's `outputs.NodeOutputs`, which publishes it with the frame's stamp and frame id.
+for inference) and gets the frame's pose back at once, published as odometry; the
+pipeline's worker thread hands each frame's depth and tracks to that camera's
+`outputs.NodeOutputs` when its window is back. Every output carries the frame's
+stamp and frame id.
 """
 from __future__ import annotations
 
@@ -84,10 +86,11 @@ class PerceptionNode(Node):
             self.get_logger().info(f"model_dir not set: using the default model {p['model_dir']}")
         backend = self._start_backend(p, len(cameras))
         self.ports: dict[str, CameraPort] = {}
-        try:  # the pipeline's worker thread hands each frame's output straight to its camera's publishers
+        try:  # poses (on arrival) and the worker's depth and tracks go straight to their camera's publishers
             config = StreamConfig.from_values({row.name: p[row.name] for row in settings.table()})
             self.pipeline = StreamingPipeline(backend, config, lambda o: self.ports[o.camera].outputs.publish(o),
-                                              log=self.get_logger(), cameras=cameras)
+                                              log=self.get_logger(), cameras=cameras,
+                                              on_motion=lambda o: self.ports[o.camera].outputs.publish_motion(o))
         except ValueError as exc:
             backend.close()
             raise ParameterError(str(exc)) from None

@@ -42,8 +42,9 @@ class CameraLog:
 
 class CameraStream:
     def __init__(self, name: str, spec: IOSpec, heads: tuple[str, ...], config: StreamConfig,
-                 worker: InferenceWorker, on_output: Callable[[FrameOutput], None], log: logging.Logger):
-        self.name, self.on_output = name, on_output
+                 worker: InferenceWorker, on_output: Callable[[FrameOutput], None], log: logging.Logger,
+                 on_motion: Callable[[FrameOutput], None] | None = None):
+        self.name, self.on_output, self.on_motion = name, on_output, on_motion
         self.log = CameraLog(log, name) if name else log
         self.stats = StreamStats()
         self.model = ModelStage(spec, config, self.stats, self.log, heads)
@@ -51,11 +52,13 @@ class CameraStream:
         self.intake = FrameIntake(config, spec.clip, self.geometry.needs_frames, self.stats, self.log)
         self.scheduler = WindowScheduler(self.intake, config, self.stats, worker)
         self._epoch = -1  # the stream of the last processed window
+        self._last_tracking_error = 0.0
 
     # Subscription side ------------------------------------------------------
     def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
         """Accept one camera frame: a sensor_msgs/Image encoding, or `contract.COMPRESSED` for jpeg/png bytes.
-        Raises `ImageError` (the frame is rejected, nothing else changes)."""
+        Raises `ImageError` (the frame is rejected, nothing else changes). One camera's frames come from one
+        thread at a time (a subscription's callback): each is tracked before its window can be requested."""
         self.stats.frames_received += 1
         try:
             frame = self.intake.prepare(encoding, height, width, step, data)
@@ -69,8 +72,27 @@ class CameraStream:
                 self.scheduler.finish_stream()
                 self.intake.restart()
                 self.stats.resets += 1
-            if self.intake.admit(frame, stamp_ns, frame_id):
+            admitted = self.intake.admit(frame, stamp_ns, frame_id)
+            arrival = self.intake.arrival() if admitted and self.geometry.on_arrival else None
+        if arrival is not None:
+            self._track(arrival)
+        if admitted:
+            with self.scheduler.lock:
                 self.scheduler.frame_accepted()
+
+    def _track(self, arrival: Window) -> None:
+        """The frame's pose on arrival, handed to `on_motion`; a failure costs this pose, never the frame."""
+        try:
+            motion = self.geometry.track(arrival)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._last_tracking_error > 5.0:
+                self._last_tracking_error = now
+                self.log.error(f"tracking frame {arrival.infos[0].seq} on arrival failed: {exc!r}")
+            return
+        motion.camera = self.name
+        if self.on_motion is not None:
+            self.on_motion(motion)
 
     def set_camera_matrix(self, k: np.ndarray | None, distortion: tuple[str, np.ndarray] | None = None,
                           size: tuple[int, int] | None = None) -> None:
@@ -132,5 +154,7 @@ class CameraStream:
         self.stats.max_latency_s = max(self.stats.max_latency_s, self.stats.latencies_s[-1])
         for o in result.outputs:
             o.camera = self.name
+            if self.on_motion is not None and not self.geometry.on_arrival and o.world_from_camera is not None:
+                self.on_motion(o)
             self.on_output(o)
         self.model.emitted(result.outputs)

@@ -4,11 +4,7 @@ mapping, with DF-VO's use of a learned depth).
 Per frame, the tracks are followed with pyramidal Lucas-Kanade (forward-backward checked) on grey frames of at
 most `geometry_pixels`, searched from where the constant-velocity motion model puts their map points:
 - the camera stands when the tracks that speak for the standing scene moved less than `standing_deg` from the
-  keyframe (hysteresis: a standing camera starts moving once its view stays displaced for `leave_standing_s`
-  or moves well beyond the threshold at once, so vibration that swings back does not move it). Tracks that
-  stood still for `settled_s` are the standing scene: a crowd walking close to a standing camera can bring
-  most of the features and move them alike, and must not move the camera; while it stands, tracks that move
-  far are dropped (movers);
+  keyframe (`standing.py`: a crowd close by must not move it, vibration that swings back neither);
 - otherwise the frame is located against the local map (`local_map.py`): the pose that reprojects the tracked
   points best, from the motion model's prediction, with a Huber loss, outliers beyond the chi-square bound
   dropped and the pose refitted (ORB-SLAM's motion-only bundle adjustment). Where the prediction cannot be
@@ -18,8 +14,14 @@ most `geometry_pixels`, searched from where the constant-velocity motion model p
 - a new keyframe is taken when the rotation-compensated parallax since the last passes `keyframe_deg` or too
   few of its tracks are left; fresh corners fill the image (spread over a grid), and the recent keyframes and
   their points are bundle-adjusted (`bundle_adjustment.py`) with the 4DS depth as each point's prior;
-- too few tracks, a failed fit or a long gap: the 4DS pose readout's motion since the keyframe answers, with a
-  large covariance, and the frame starts a new keyframe.
+- too few tracks, a failed fit or a long gap: the 4DS pose readout's motion since the keyframe answers (on
+  arrival, before the readout is back: the motion model's prediction), with a large covariance, and the frame
+  starts a new keyframe.
+
+On arrival (`odometry.on_arrival`, the default): each frame is tracked and located as it arrives, so its pose is
+published without waiting for its window; a keyframe made then starts its points at the newest depth carried
+into its view (`keyframe_depth.py`) and is bundle-adjusted at once; its points take the model's depth of their
+own frame when its window comes back (`place`), which the next keyframe's adjustment builds on.
 
 Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
 frame, the located motion since the keyframe and the readout's blended by their covariances).
@@ -36,9 +38,11 @@ from scipy.spatial.transform import Rotation
 
 from . import bundle_adjustment, location, two_view
 from .geometry import angle_px, inverse, world_to_pixels
+from .keyframe_depth import RecentDepth
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
 from .settings import EGOMOTION_MODES, EgomotionConfig
+from .standing import StandingJudge
 from .twist import MotionModel, readout_covariance
 
 GRID_CELLS = 48  # cells new corners are spread over (8 x 6 on a 4:3 image)
@@ -48,7 +52,7 @@ GRID_CELLS = 48  # cells new corners are spread over (8 x 6 on a 4:3 image)
 class MotionEstimate:
     world_from_camera: np.ndarray  # (4, 4)
     covariance: np.ndarray  # (6, 6): x, y, z, rotation about x, y, z
-    source: str  # standing | geometry | readout | fused
+    source: str  # standing | geometry | readout | fused | predicted
     inliers: int = 0
     residual_px: float = float("nan")
     location_covariance: np.ndarray | None = None  # (6, 6) of the pose against the local map (world frame)
@@ -59,7 +63,8 @@ class MotionEstimate:
 @dataclass
 class EgomotionStats:
     frames: int = 0
-    by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "readout": 0, "fused": 0})
+    by_source: dict = field(default_factory=lambda: {"standing": 0, "geometry": 0, "readout": 0, "fused": 0,
+                                                                  "predicted": 0})
     last_inliers: int = 0
     keyframes: int = 0
     bundle_adjustments: int = 0
@@ -125,18 +130,18 @@ class GeometricOdometry:
         self.previous: tuple | None = None  # (seq, stamp ns, grey image)
         self.tracks = _Tracks()
         self.k: np.ndarray | None = None
-        self.hold_until_ns = 0  # a standing camera whose settled tracks were hidden is taken to stand until then
-        self.displaced_since_ns: int | None = None  # since when a standing camera's view has been displaced
+        self.standing = StandingJudge(self.config)
         self.last: MotionEstimate | None = None
         self.motion = MotionModel(self.config)
         self._scene_depth = float("nan")  # median depth of the last keyframe's fresh corners (m)
+        self.recent_depth = RecentDepth()  # on arrival: the newest depth, for keyframes made before theirs is back
 
     # One frame ------------------------------------------------------------------
-    def step(self, seq: int, stamp_ns: int, grey: np.ndarray, k: np.ndarray, depth_at,
-             readout_world_from_camera: np.ndarray) -> MotionEstimate:
+    def step(self, seq: int, stamp_ns: int, grey: np.ndarray, k: np.ndarray, depth_at=None,
+             readout_world_from_camera: np.ndarray | None = None) -> MotionEstimate:
         """Motion of frame `seq` (stamped `stamp_ns`): `grey` at geometry resolution with camera matrix `k`;
         `depth_at(points)` gives the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's
-        pose of this frame."""
+        pose of this frame. On arrival both are None (they come later, through `place`)."""
         started, adjusting = time.perf_counter(), self.stats.adjustment_seconds
         if self.k is not None and not np.allclose(self.k, k):
             self.log.info("egomotion: the camera matrix changed; the local map starts over")
@@ -146,7 +151,8 @@ class GeometricOdometry:
         self.k = np.asarray(k, np.float64)
         previous = self._previous_pose()
         try:
-            estimate = self._step(seq, stamp_ns, grey, depth_at, np.asarray(readout_world_from_camera, np.float64))
+            readout = None if readout_world_from_camera is None else np.asarray(readout_world_from_camera, np.float64)
+            estimate = self._step(seq, stamp_ns, grey, depth_at, readout)
         finally:  # the bundle adjustment is counted on its own
             self.stats.seconds += time.perf_counter() - started - (self.stats.adjustment_seconds - adjusting)
         self.stats.frames += 1
@@ -161,17 +167,16 @@ class GeometricOdometry:
             covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
             return self._new_keyframe(seq, stamp_ns, grey, depth_at, start, covariance, readout, "standing")
         gap_s = (stamp_ns - self.previous[1]) * 1e-9
-        if gap_s > self.config.max_gap_s:
-            return self._readout_step(seq, stamp_ns, grey, depth_at, readout, f"a gap of {gap_s:.2f} s")
         predicted = self.motion.predict(self.last.world_from_camera, stamp_ns)
+        if gap_s > self.config.max_gap_s:
+            return self._fallback(seq, stamp_ns, grey, depth_at, readout, predicted, f"a gap of {gap_s:.2f} s")
         self._track(grey, predicted)
         self.previous = (seq, stamp_ns, grey)
-        standing = self._judge_standing(seq, stamp_ns, grey, depth_at, gap_s)
-        if standing is not None:
-            return standing
+        if self.standing.stands(self.tracks, self.k, self.last.source == "standing", stamp_ns, gap_s):
+            return self._stand(seq, stamp_ns, grey, depth_at)
         located = self._locate(predicted)
         if isinstance(located, str):
-            return self._readout_step(seq, stamp_ns, grey, depth_at, readout, located)
+            return self._fallback(seq, stamp_ns, grey, depth_at, readout, predicted, located, tracked=True)
         return self._compose(seq, stamp_ns, grey, depth_at, readout, *located)
 
     # The last frame and tracking ---------------------------------------------------------
@@ -205,53 +210,6 @@ class GeometricOdometry:
         tracks.keep(ok)
 
     # Standing ---------------------------------------------------------------------
-    def _judge_standing(self, seq, stamp_ns, grey, depth_at, gap_s) -> MotionEstimate | None:
-        """This frame's estimate if the camera stands, else None (the frame is located)."""
-        tracks, config = self.tracks, self.config
-        if len(tracks) < config.min_inliers:
-            return self._hidden_or_none(seq, stamp_ns, grey, depth_at)
-        standing_px = angle_px(self.k, config.standing_deg)
-        displacement = np.linalg.norm(tracks.now - tracks.on_keyframe, axis=1)
-        # Tracks that have stood still for a while are the standing scene; they decide whether the camera
-        # still stands (a crowd walking close can bring most of the features, and move them all alike).
-        settled = tracks.still_s >= config.settled_s
-        if settled.sum() >= config.min_settled:
-            judged = displacement[settled]
-            self.hold_until_ns = stamp_ns + int(config.hidden_standing_s * 1e9)
-        elif self.last.source == "standing" and stamp_ns < self.hold_until_ns:
-            # The settled tracks were just hidden (a body right in front of the lens): the camera is taken to
-            # stand a little longer, while fresh tracks settle and movers drop out.
-            judged = np.zeros(1)
-        else:
-            judged = displacement
-        judged_px = float(np.median(judged))
-        if self.last.source == "standing" and self._still_standing(judged_px, standing_px, stamp_ns):
-            return self._stand(seq, stamp_ns, grey, depth_at)
-        if judged_px < standing_px:
-            # Most of the view stands: what moved well beyond the noise is an object moving on its own.
-            moving = displacement > config.moving_factor * standing_px
-            tracks.still_s[~moving] += gap_s
-            tracks.keep(~moving)
-            return self._stand(seq, stamp_ns, grey, depth_at)
-        return None
-
-    def _hidden_or_none(self, seq, stamp_ns, grey, depth_at) -> MotionEstimate | None:
-        """A standing camera whose view was suddenly hidden still stands (until `hidden_standing_s` runs out)."""
-        if self.last.source == "standing" and stamp_ns < self.hold_until_ns:
-            return self._stand(seq, stamp_ns, grey, depth_at)
-        return None
-
-    def _still_standing(self, displacement: float, standing_px: float, stamp_ns: int) -> bool:
-        """A standing camera whose view is displaced beyond the standing threshold, but not yet for
-        `leave_standing_s` nor by `leave_standing_factor` times it, is vibrating, not moving."""
-        if displacement < standing_px:
-            self.displaced_since_ns = None
-            return False  # standing, judged as always (movers dropped, tracks settle)
-        if self.displaced_since_ns is None:
-            self.displaced_since_ns = stamp_ns
-        return ((stamp_ns - self.displaced_since_ns) * 1e-9 < self.config.leave_standing_s
-                and displacement < self.config.leave_standing_factor * standing_px)
-
     def _stand(self, seq, stamp_ns, grey, depth_at) -> MotionEstimate:
         """The camera stands: exactly the keyframe's pose; the keyframe is renewed in place (what stood still
         stays settled) when too few of its tracks are left."""
@@ -304,28 +262,43 @@ class GeometricOdometry:
         """A keyframe left with fewer tracks than this (a third of those it started with) is replaced."""
         return max(self.config.min_inliers * 2, self._keyframe_tracks // 3)
 
-    def _readout_step(self, seq, stamp_ns, grey, depth_at, readout, reason: str) -> MotionEstimate:
-        """The readout's motion since the keyframe; the frame starts a new map (points placed from a guessed pose
-        would not agree with the old ones)."""
+    def _fallback(self, seq, stamp_ns, grey, depth_at, readout, predicted, reason: str,
+                  tracked: bool = False) -> MotionEstimate:
+        """The geometry cannot place this frame: the readout's motion since the keyframe, or on arrival (no
+        readout yet) the motion model's prediction, with a coarse step's covariance. The frame starts a new map
+        (points placed from a guessed pose would not agree with the old ones), except while the keyframe still
+        waits for its own depth and the frame was tracked: its points will place the frames to come."""
         kf = self.keyframe
-        step = inverse(kf.readout_world_from_camera) @ readout
+        if readout is not None:
+            pose = kf.world_from_camera @ inverse(kf.readout_world_from_camera) @ readout
+        else:
+            pose = predicted
+        covariance = kf.covariance + readout_covariance(inverse(kf.world_from_camera) @ pose)
+        source = "readout" if readout is not None else "predicted"
         now = time.monotonic()
         if now - self._last_fallback_log > 5.0:  # at a bounded rate
             self._last_fallback_log = now
-            self.log.info(f"egomotion: geometry degenerate ({reason}); the pose readout answers for frame {seq}")
+            self.log.info(f"egomotion: geometry degenerate ({reason}); the "
+                          f"{'pose readout' if readout is not None else 'motion model'} answers for frame {seq}")
+        if tracked and not kf.placed:
+            return MotionEstimate(pose, covariance, source, len(self.tracks))
         self.map, self.tracks = LocalMap(self.config.window_keyframes), _Tracks()
-        return self._new_keyframe(seq, stamp_ns, grey, depth_at, kf.world_from_camera @ step,
-                                  kf.covariance + readout_covariance(step), readout, "readout")
+        return self._new_keyframe(seq, stamp_ns, grey, depth_at, pose, covariance, readout, source)
 
     def _new_keyframe(self, seq, stamp_ns, grey, depth_at, pose, covariance, readout, source,
                       inliers: int = 0) -> MotionEstimate:
         """This frame as a keyframe: its tracks observe their points, fresh corners start new points at the model's
         depth, and the recent keyframes are bundle-adjusted (not while the camera stands: nothing new to see)."""
-        tracks = self.tracks
-        kf = self.map.add_keyframe(seq, stamp_ns, pose, covariance, readout)
+        tracks, placed = self.tracks, depth_at is not None
+        kf = self.map.add_keyframe(seq, stamp_ns, pose, covariance, readout, placed)
         self.map.observe(kf, tracks.point, tracks.now)
         fresh = _corners(grey, tracks.now, self.config.features - len(tracks))
-        depth = np.asarray(depth_at(fresh) if len(fresh) else np.zeros(0), np.float64)
+        if not len(fresh):
+            depth = np.zeros(0)
+        elif placed:
+            depth = np.asarray(depth_at(fresh), np.float64)
+        else:  # on arrival: the newest depth there is, carried into this view
+            depth = self.recent_depth.depth(fresh, pose, self.k, grey.shape)
         if np.isfinite(depth).any():
             self._scene_depth = float(np.nanmedian(depth))
         ids = self.map.add_points(kf, fresh, depth, self.k)
@@ -340,14 +313,35 @@ class GeometricOdometry:
         self.previous = (seq, stamp_ns, grey)
         self.stats.keyframes += 1
         if source in ("geometry", "fused") and len(self.map.keyframes) > 1:
-            started = time.perf_counter()
-            bundle_adjustment.adjust(self.map, self.k, self.config.noise_px, self.config.depth_prior_sigma,
-                                     self.config.depth_scale_sigma, self.config.adjustment_iterations)
-            self.stats.adjustment_seconds += time.perf_counter() - started
-            self.stats.bundle_adjustments += 1
+            self._adjust()
         self.map.prune(tracks.point)
         self.stats.last_inliers = inliers or len(tracks)
         return MotionEstimate(kf.world_from_camera.copy(), covariance, source, self.stats.last_inliers, 0.0)
+
+    def _adjust(self) -> None:
+        started = time.perf_counter()
+        bundle_adjustment.adjust(self.map, self.k, self.config.noise_px, self.config.depth_prior_sigma,
+                                 self.config.depth_scale_sigma, self.config.adjustment_iterations)
+        self.stats.adjustment_seconds += time.perf_counter() - started
+        self.stats.bundle_adjustments += 1
+
+    # The model's outputs of frames tracked on arrival ----------------------------------
+    def place(self, seq: int, depth_at, readout_world_from_camera: np.ndarray) -> None:
+        """Frame `seq`'s window came back: a keyframe made on it takes the model's depth of its own frame."""
+        kf = self.map.keyframe_at(seq)
+        if kf is not None and not kf.placed and self.k is not None:
+            self.map.place(kf, depth_at, self.k)
+            kf.readout_world_from_camera = np.asarray(readout_world_from_camera, np.float64)
+
+    def window_placed(self, first_seq: int, world_from_camera: np.ndarray, depth_at, size: tuple[int, int]) -> None:
+        """After `place` for each frame of a window (the first `first_seq`; `world_from_camera` and `depth_at` of
+        its newest): keyframes older than the window will not get their own depth, and the newest depth is kept
+        for the keyframes to come."""
+        if self.k is None:
+            return
+        for kf in self.map.keyframes.values():
+            kf.placed = kf.placed or kf.seq < first_seq
+        self.recent_depth.remember(world_from_camera, depth_at, self.k, size)
 
 
 def _corners(grey: np.ndarray, existing: np.ndarray, want: int) -> np.ndarray:

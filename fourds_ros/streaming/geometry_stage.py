@@ -1,6 +1,8 @@
 """The geometry stage: geometry behind the model's outputs, at the camera's resolution.
 
-- Egomotion (`egomotion.py`): each new frame's pose from feature tracks and the model's depth, in frame order.
+- Egomotion (`egomotion.py`): each frame's pose from feature tracks and the model's depth, in frame order; by
+  default as the frame arrives (`track`, before its window has been through the model), the window's depth
+  joining the local map when it comes back (`run`).
 - Depth fusion: the newest frame's depth triangulated from dense flow (`flow_depth.py`), kept as world points
   (`depth_points.py`) and fused into every new frame's depth (`depth_fusion.py`).
 - Point refinement (`refine.py`): the model's point tracks refined with Lucas-Kanade on the grey frames.
@@ -11,13 +13,15 @@ Without camera_info the camera is taken to be a pinhole of `NOMINAL_FOV_DEG` (sa
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from .camera import depth_at_pixels
 from .depth_fusion import DepthFusion, depth_confidence
 from .depth_points import DepthPoints
-from .egomotion import GeometricOdometry
+from .egomotion import GeometricOdometry, MotionEstimate
 from .flow_depth import FlowDepth
 from .geometry import interpolate_pose, pinhole
 from .intake import Window
@@ -28,6 +32,7 @@ from .settings import StreamConfig
 from .twist import with_scale
 
 NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without camera_info
+TRACKED_KEPT = 64  # poses tracked on arrival, kept until their window comes back (windows hold 16 frames)
 
 
 class GeometryStage:
@@ -35,6 +40,11 @@ class GeometryStage:
         self.config, self.log = config, log
         geometric = config.egomotion != "readout" and "pose" in heads
         self.odometry = GeometricOdometry(config.odometry, config.egomotion, log) if geometric else None
+        # The readout a fused pose blends in is only there once the window is back.
+        self.on_arrival = geometric and config.odometry.on_arrival and config.egomotion == "geometric"
+        self.lock = threading.Lock()  # on arrival: tracking (the camera's thread) and the map's update (the worker)
+        self._tracked: OrderedDict[tuple[int, int], MotionEstimate] = OrderedDict()  # (epoch, seq) -> estimate
+        self._tracking_epoch: int | None = None
         self.refiner = PointRefiner(config.point_visibility) if config.refine_points and point_tracks else None
         fuse = geometric and config.fuse_depth and "depth" in heads
         self.fusion = DepthFusion(config.depth_fusion) if fuse else None
@@ -51,16 +61,37 @@ class GeometryStage:
         return self.odometry is not None or self.refiner is not None
 
     def reset(self) -> None:
+        """A new stream's first window (on arrival, the odometry started over with the stream's first frame)."""
         self._last_fused_ns = None
-        for part in (self.odometry, self.refiner, self.fusion, self.flow_depth, self.depth_points):
+        odometry = None if self.on_arrival else self.odometry
+        for part in (odometry, self.refiner, self.fusion, self.flow_depth, self.depth_points):
             if part is not None:
                 part.reset()
+
+    def track(self, arrival: Window) -> FrameOutput:
+        """On arrival: the pose of the newest frame (`FrameIntake.arrival`), tracked against the local map before
+        its window has been through the model."""
+        info, k = arrival.infos[0], self._camera_matrix(arrival)
+        with self.lock:
+            if arrival.epoch != self._tracking_epoch:  # a restarted stream: a new map from its first frame
+                self._tracking_epoch = arrival.epoch
+                self.odometry.reset()
+            estimate = self.odometry.step(info.seq, info.stamp_ns, arrival.grey[0], k)
+            self._tracked[(arrival.epoch, info.seq)] = estimate
+            while len(self._tracked) > TRACKED_KEPT:
+                self._tracked.popitem(last=False)
+        out = FrameOutput(info, arrival.pixel_map, arrival.source_size)
+        self._set_pose(out, estimate)
+        return out
 
     def run(self, window: Window, result: ModelResult) -> None:
         """Poses, depth and point tracks of the window's new frames (`result.outputs`), corrected in place."""
         if self.odometry is not None and result.readout_poses is not None:
             k = self._camera_matrix(window)
-            self._poses(window, result, k)
+            if self.on_arrival:
+                self._place(window, result)
+            else:
+                self._poses(window, result, k)
             if self.fusion is not None and result.depth is not None and result.outputs:
                 self._fuse_depth(window, result, k)
         if self.refiner is not None and result.point_frames:
@@ -84,7 +115,6 @@ class GeometryStage:
         stage's cost per window stays what it is at the configured hop instead of growing with the backlog.
         """
         outputs, depth = result.outputs, result.depth
-        sigma = self.config.odometry.metric_scale_sigma
         count = len(outputs)
         budget = count if self.odometry.last is None else max(1, self.config.window_hop)
         chosen = set(np.unique(np.round(np.linspace(count - 1, 0, min(budget, count))[::-1]).astype(int)).tolist())
@@ -95,17 +125,10 @@ class GeometryStage:
                 pending.append(o)
                 continue
 
-            def depth_at(points: np.ndarray, i=i) -> np.ndarray:
-                if depth is None or not len(points):
-                    return np.full(len(points), np.nan)
-                x, y = window.geometry_map.to_source(points[:, 0], points[:, 1])
-                x, y = window.pixel_map.to_model(x, y)
-                return depth_at_pixels(depth[i], x, y)
+            depth_at = _depth_at(window, depth, i)
             estimate = self.odometry.step(o.info.seq, o.info.stamp_ns, window.grey[i], k, depth_at,
                                           result.readout_poses[o.info.seq])
-            o.world_from_camera, o.egomotion_source = estimate.world_from_camera, estimate.source
-            o.pose_covariance = with_scale(estimate.covariance, estimate.world_from_camera[:3, 3], sigma)
-            o.twist, o.twist_covariance = estimate.twist, estimate.twist_covariance
+            self._set_pose(o, estimate)
             for skipped in pending:  # the step's velocity held over the frames it spans
                 start_pose, start_stamp = previous if previous is not None else (estimate, o.info.stamp_ns)
                 fraction = (skipped.info.stamp_ns - start_stamp) / max(o.info.stamp_ns - start_stamp, 1)
@@ -116,6 +139,29 @@ class GeometryStage:
             pending = []
             previous = (estimate, o.info.stamp_ns)
             self._last_geometry_stamp = o.info.stamp_ns
+
+    def _set_pose(self, out: FrameOutput, estimate: MotionEstimate) -> None:
+        out.world_from_camera, out.egomotion_source = estimate.world_from_camera, estimate.source
+        out.pose_covariance = with_scale(estimate.covariance, estimate.world_from_camera[:3, 3],
+                                         self.config.odometry.metric_scale_sigma)
+        out.twist, out.twist_covariance = estimate.twist, estimate.twist_covariance
+
+    def _place(self, window: Window, result: ModelResult) -> None:
+        """On arrival: the new frames' poses are those they were published with; the model's depth of every frame
+        of the window joins the local map, which is then bundle-adjusted (`GeometricOdometry.place`)."""
+        with self.lock:
+            for o in result.outputs:
+                if (estimate := self._tracked.get((window.epoch, o.info.seq))) is not None:
+                    self._set_pose(o, estimate)
+            newest = self._tracked.get((window.epoch, window.infos[-1].seq))
+            if window.epoch != self._tracking_epoch or newest is None:
+                return  # the stream has restarted since: its map is not this window's
+            for i, info in enumerate(window.infos):
+                readout = result.readout_poses.get(info.seq)
+                if readout is not None:
+                    self.odometry.place(info.seq, _depth_at(window, result.depth, i), readout)
+            self.odometry.window_placed(window.infos[0].seq, newest.world_from_camera,
+                                        _depth_at(window, result.depth, len(window.infos) - 1), window.grey.shape[1:])
 
     def _fuse_depth(self, window: Window, result: ModelResult, k: np.ndarray) -> None:
         """Each new frame's depth with the correction of `depth_fusion.py` from the triangulated points that
@@ -170,3 +216,14 @@ class GeometryStage:
                 self.log.warning(f"no camera intrinsics (camera_info missing or with zero focal length): egomotion "
                                  f"assumes a {NOMINAL_FOV_DEG:.0f}-degree horizontal field of view")
         return window.geometry_map.intrinsics_to_model(k)
+
+
+def _depth_at(window: Window, depth: np.ndarray | None, i: int):
+    """The model's depth of the window's frame `i` at geometry pixels `(N, 2)` (NaN where unknown)."""
+    def depth_at(points: np.ndarray) -> np.ndarray:
+        if depth is None or not len(points):
+            return np.full(len(points), np.nan)
+        x, y = window.geometry_map.to_source(points[:, 0], points[:, 1])
+        x, y = window.pixel_map.to_model(x, y)
+        return depth_at_pixels(depth[i], x, y)
+    return depth_at

@@ -162,8 +162,15 @@ class FrameIntake:
         """The newest `window_len` frames copied into `out` `(T, H, W, 3)`, with what the later stages need;
         fewer frames are padded in front (`Window.padding`)."""
         infos = self.ring.copy_window(self.config.window_len, out)
+        return self._window(infos, self.config.window_len - len(infos))
+
+    def arrival(self) -> Window:
+        """The newest frame alone, for the geometric stage as it arrives (its grey frame; no model frames)."""
+        return self._window([self.ring.last], 0)
+
+    def _window(self, infos: list[FrameInfo], padding: int) -> Window:
         window = Window(self.epoch, infos, self.preprocess.pixel_map(*self._view_size).then(self._to_camera),
-                        self._size, time.monotonic(), self._camera_matrix, self.config.window_len - len(infos))
+                        self._size, time.monotonic(), self._camera_matrix, padding)
         if self.geometry is not None:
             window.grey = self.geometry.copy_window([info.seq for info in infos])
             window.geometry_map = self.geometry.pixel_map().then(self._to_camera)

@@ -24,7 +24,8 @@ class Keyframe:
     stamp_ns: int
     world_from_camera: np.ndarray  # (4, 4), moved by bundle adjustment
     covariance: np.ndarray  # (6, 6) of the pose as the tracking gave it
-    readout_world_from_camera: np.ndarray  # the 4DS pose readout's pose of this frame
+    readout_world_from_camera: np.ndarray | None  # the 4DS pose readout's pose of this frame (None: not yet back)
+    placed: bool = True  # its points stand at the model's depth of this frame (not yet: carried from an older one)
 
 
 @dataclass
@@ -50,8 +51,9 @@ class LocalMap:
         return self.keyframes[max(self.keyframes)] if self.keyframes else None
 
     def add_keyframe(self, seq: int, stamp_ns: int, pose: np.ndarray, covariance: np.ndarray,
-                     readout: np.ndarray) -> Keyframe:
-        kf = Keyframe(self._next_keyframe, seq, stamp_ns, pose.copy(), covariance.copy(), readout.copy())
+                     readout: np.ndarray | None, placed: bool = True) -> Keyframe:
+        kf = Keyframe(self._next_keyframe, seq, stamp_ns, pose.copy(), covariance.copy(),
+                      None if readout is None else readout.copy(), placed)
         self.keyframes[kf.id] = kf
         self._next_keyframe += 1
         return kf
@@ -72,6 +74,29 @@ class LocalMap:
                                              {kf.id: pixel})
         self._next_point += len(pixels)
         return ids
+
+    def keyframe_at(self, seq: int) -> Keyframe | None:
+        return next((kf for kf in self.keyframes.values() if kf.seq == seq), None)
+
+    def place(self, kf: Keyframe, depth_at, k: np.ndarray) -> None:
+        """The model's depth of `kf`'s own frame has come back (`depth_at(pixels)`, NaN where unknown): the points
+        that start on it take it as their prior and stand at it, along their rays from the keyframe as it is now
+        (a point without a depth there keeps what it had)."""
+        ids = self.anchored(kf)
+        pixels = np.array([self.points[i].pixel for i in ids], np.float64).reshape(-1, 2)
+        depth = np.asarray(depth_at(pixels) if len(ids) else np.zeros(0), np.float64)
+        known = np.isfinite(depth) & (depth > 0)
+        local = ray_points(pixels[:, 0], pixels[:, 1], np.where(known, depth, 1.0), k)
+        world = local @ kf.world_from_camera[:3, :3].T + kf.world_from_camera[:3, 3]
+        for i in np.flatnonzero(known):
+            point = self.points[ids[i]]
+            point.prior_range, point.position = float(np.linalg.norm(local[i])), world[i]
+            point.origin = kf.world_from_camera[:3, 3].copy()
+        kf.placed = True
+
+    def anchored(self, kf: Keyframe) -> list[int]:
+        """The points whose tracks started on `kf`, in a fixed order."""
+        return [pid for pid, point in self.points.items() if point.anchor == kf.id]
 
     def observe(self, kf: Keyframe, ids: np.ndarray, pixels: np.ndarray) -> None:
         for pid, pixel in zip(ids, pixels):

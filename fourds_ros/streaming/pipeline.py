@@ -13,6 +13,10 @@ One camera frame's path, stage by stage (each stage owns its state and its reset
    own thread when several wait;
 5. `on_output`, once per frame, with the frame's own stamp, frame id and camera.
 
+A frame's pose goes to `on_motion` once: by default as the frame arrives (step 1, the caller's thread: the
+geometry stage tracks it against the local map, `GeometryStage.track`), else just before its `on_output`. The
+frame's `on_output` carries the same pose again (depth fusion and scoring read it there).
+
 Frames that leave the ring before any window covers them are counted as dropped.
 """
 from __future__ import annotations
@@ -68,7 +72,7 @@ class StreamingPipeline:
 
     def __init__(self, backend: Backend | BatchedBackend, config: StreamConfig,
                  on_output: Callable[[FrameOutput], None], log: logging.Logger | None = None,
-                 cameras: tuple[str, ...] | list[str] = ("",)):
+                 cameras: tuple[str, ...] | list[str] = ("",), on_motion: Callable[[FrameOutput], None] | None = None):
         config.validate()
         check_camera_names(cameras)
         self.backend = backend if isinstance(backend, BatchedBackend) else BatchedBackend({backend.spec.batch: backend})
@@ -78,8 +82,8 @@ class StreamingPipeline:
         self.log = log or logging.getLogger("fourds_ros.streaming")
         self.heads = trained_heads(spec, config, self.log)
         self.worker = InferenceWorker(config, self._process, self.log)
-        self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log)
-                        for name in cameras}
+        self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log,
+                                           on_motion) for name in cameras}
         self._camera_of = {camera.scheduler: camera for camera in self.cameras.values()}
         self._only = next(iter(self.cameras.values())) if len(self.cameras) == 1 else None
         # Each camera's geometry on its own thread: OpenCV and numpy release the GIL, so a rig uses the cores.

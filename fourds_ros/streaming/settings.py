@@ -122,6 +122,10 @@ class EgomotionConfig(_Checked):
         "a global-shutter camera with hardware time stamps)", (0.0, 1.0))
     adjustment_iterations: int = setting(10, "iterations", "Levenberg-Marquardt iterations of a bundle "
                                          "adjustment", (1, 1000))
+    on_arrival: bool = setting(True, "", "publish each frame's pose as soon as the frame arrives (tracked against "
+                               "the local map; the model's depth joins the map when the window comes back); false: "
+                               "with its window, the pose readout answering where the geometry fails (egomotion "
+                               "fused always runs with the window)")
 
 
 @dataclass
