@@ -403,3 +403,35 @@ def test_point_refinement_lands_on_the_true_projection_to_a_fraction_of_a_pixel(
     assert len(errors) > 0.8 * 5 * len(ids)  # most refinements pass their check
     assert np.median(errors) < 0.3 and np.percentile(errors, 90) < 1.0, (np.median(errors), np.percentile(errors, 90))
     np.testing.assert_allclose(frames[0].source_values, start, atol=1e-4)  # a track starts exactly at its seed
+
+
+def test_a_bundle_adjustment_solved_in_its_own_process_is_the_one_solved_here_and_a_stale_one_is_not_applied():
+    """The node solves its adjustments in a child process while frames are tracked: the same map gives the same
+    solution there; one that comes back after the map was replaced (a restart) is dropped, not written to the new
+    map, whose point ids start over."""
+    import copy
+    import logging
+    from fourds_ros.streaming.adjustment_process import Adjuster
+    from fourds_ros.streaming.egomotion import EgomotionStats
+    truth = [look(1.0 * i, (0.03 * i, 0.0, -1.5)) for i in range(12)]
+    _, odometry = run(truth, depth_error=0.1)
+    config, log = EgomotionConfig(), logging.getLogger("test")
+    here, there, stale = (copy.deepcopy(odometry.map) for _ in range(3))
+    Adjuster(config, EgomotionStats(), log, in_process=False).request(here, K)
+    adjuster = Adjuster(config, EgomotionStats(), log, in_process=True)
+    try:
+        for target in (there, stale):
+            adjuster.request(target, K)
+            adjuster.process.wait()
+            adjuster.collect(there, K, odometry.tracks.point)  # `stale`'s solution arrives after it was replaced
+    finally:
+        adjuster.close()
+    assert adjuster.stats.bundle_adjustments == 1
+    moved = [kid for kid in here.keyframes if not np.allclose(here.keyframes[kid].world_from_camera,
+                                                              odometry.map.keyframes[kid].world_from_camera, atol=1e-12)]
+    assert moved, "the adjustment moved nothing: the test would not see a difference"
+    for kid in here.keyframes:
+        np.testing.assert_allclose(there.keyframes[kid].world_from_camera, here.keyframes[kid].world_from_camera,
+                                   atol=1e-9)
+        np.testing.assert_array_equal(stale.keyframes[kid].world_from_camera,
+                                      odometry.map.keyframes[kid].world_from_camera)

@@ -90,7 +90,8 @@ class PerceptionNode(Node):
             config = StreamConfig.from_values({row.name: p[row.name] for row in settings.table()})
             self.pipeline = StreamingPipeline(backend, config, lambda o: self.ports[o.camera].outputs.publish(o),
                                               log=self.get_logger(), cameras=cameras,
-                                              on_motion=lambda o: self.ports[o.camera].outputs.publish_motion(o))
+                                              on_motion=lambda o: self.ports[o.camera].outputs.publish_motion(o),
+                                              adjustment_process=True)
         except ValueError as exc:
             backend.close()
             raise ParameterError(str(exc)) from None

@@ -20,6 +20,8 @@ SciPy's `least_squares` has no such elimination and needs the Jacobian by hand o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gtsam
 import numpy as np
 from gtsam.symbol_shorthand import L, S, X
@@ -51,70 +53,96 @@ def _log_range_error(prior_log_range: float):
     return error
 
 
-def adjust(local_map: LocalMap, k: np.ndarray, noise_px: float, depth_sigma: float, scale_sigma: float,
-           iterations: int) -> dict:
-    """Move the recent keyframes and their points (in place); a summary of the solve."""
+@dataclass
+class Problem:
+    """What a bundle adjustment needs of the map, copied (it may be solved in another process while the map moves
+    on): the window's keyframes, those it moves, their poses, and its points with their observations."""
+
+    window: list[int]
+    moved: set[int]
+    poses: dict[int, np.ndarray]  # keyframe id -> world-from-camera, every keyframe a point of the window is seen from
+    points: dict[int, tuple[np.ndarray, float, int, dict[int, np.ndarray]]]  # id -> position, prior range, anchor, views
+
+
+def problem(local_map: LocalMap) -> Problem | None:
+    """The recent keyframes' adjustment; None when there is nothing to adjust."""
     window = local_map.recent()
     if len(window) < 2:
-        return {"keyframes": len(window), "points": 0}
+        return None
     moved = {kf.id for kf in window[1:]}
-    in_window = {kf.id for kf in window}
+    points = {}
+    for pid, point in local_map.points.items():
+        if point.bad or len(point.observations) < 2 or not any(kid in moved for kid in point.observations):
+            continue
+        points[pid] = (point.position.copy(), point.prior_range, point.anchor, dict(point.observations))
+    if not points:
+        return None
+    seen = {kid for _, _, _, views in points.values() for kid in views} | {kf.id for kf in window}
+    return Problem([kf.id for kf in window], moved, {kid: local_map.keyframes[kid].world_from_camera.copy()
+                                                     for kid in seen}, points)
+
+
+def solve(problem: Problem, k: np.ndarray, noise_px: float, depth_sigma: float, scale_sigma: float,
+          iterations: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The moved keyframes' poses and the points' positions that fit best."""
     calibration = gtsam.Cal3_S2(k[0, 0], k[1, 1], 0.0, k[0, 2], k[1, 2])
     pixel_noise, depth_noise = _robust(np.full(2, noise_px)), _robust(np.array([depth_sigma]))
     scaled = set()  # keyframes whose depth scale is an unknown
     graph, values = gtsam.NonlinearFactorGraph(), gtsam.Values()
-    points = []
-    used_keyframes = set()
-    for pid, point in local_map.points.items():
-        seen = [kid for kid in point.observations if kid in in_window]
-        if point.bad or len(point.observations) < 2 or not any(kid in moved for kid in seen):
-            continue
-        points.append(pid)
-        values.insert(L(pid), gtsam.Point3(*point.position))
-        for kid, pixel in point.observations.items():
+    for pid, (position, prior_range, anchor, views) in problem.points.items():
+        values.insert(L(pid), gtsam.Point3(*position))
+        for kid, pixel in views.items():
             graph.add(gtsam.GenericProjectionFactorCal3_S2(gtsam.Point2(*pixel), pixel_noise, X(kid), L(pid),
                                                           calibration))
-            used_keyframes.add(kid)
-        if np.isfinite(point.prior_range) and point.anchor in point.observations:
-            graph.add(gtsam.CustomFactor(depth_noise, [X(point.anchor), L(pid), S(point.anchor)],
-                                         _log_range_error(float(np.log(point.prior_range)))))
-            scaled.add(point.anchor)
-    if not points:
-        return {"keyframes": len(window), "points": 0}
+        if np.isfinite(prior_range) and anchor in views:
+            graph.add(gtsam.CustomFactor(depth_noise, [X(anchor), L(pid), S(anchor)],
+                                         _log_range_error(float(np.log(prior_range)))))
+            scaled.add(anchor)
     held = gtsam.noiseModel.Isotropic.Sigma(6, HELD_SIGMA)
-    for kid in used_keyframes | {window[0].id}:
-        pose = gtsam.Pose3(local_map.keyframes[kid].world_from_camera)
+    for kid, matrix in problem.poses.items():
+        pose = gtsam.Pose3(matrix)
         values.insert(X(kid), pose)
-        if kid not in moved:
-            graph.add(gtsam.PriorFactorPose3(X(kid), pose, held))
-    for kid in moved - used_keyframes:  # a keyframe whose points all failed: held where tracking put it
-        pose = gtsam.Pose3(local_map.keyframes[kid].world_from_camera)
-        values.insert(X(kid), pose)
-        graph.add(gtsam.PriorFactorPose3(X(kid), pose, held))
+        if kid not in problem.moved or not any(kid in views for _, _, _, views in problem.points.values()):
+            graph.add(gtsam.PriorFactorPose3(X(kid), pose, held))  # the gauge, older views, keyframes left unseen
     scale_noise = gtsam.noiseModel.Isotropic.Sigma(1, scale_sigma)
     for kid in scaled:
         values.insert(S(kid), np.zeros(1))
         graph.add(gtsam.PriorFactorVector(S(kid), np.zeros(1), scale_noise))
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(iterations)
-    before = graph.error(values)
     result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
-    for kid in moved:
-        local_map.keyframes[kid].world_from_camera = result.atPose3(X(kid)).matrix()
-    rejected = _update_points(local_map, points, result, k, noise_px)
-    return {"keyframes": len(window), "points": len(points), "error_before": before,
-            "error_after": graph.error(result), "rejected": rejected}
+    return ({kid: result.atPose3(X(kid)).matrix() for kid in problem.moved},
+            {pid: np.asarray(result.atPoint3(L(pid)), np.float64) for pid in problem.points})
 
 
-def _update_points(local_map: LocalMap, points: list[int], result: gtsam.Values, k: np.ndarray,
-                   noise_px: float) -> int:
-    """Write the solved positions back; drop observations behind the camera or beyond the chi-square bound (and
-    mark points left with neither their anchor nor two observations bad). The count of points marked bad."""
+def apply(local_map: LocalMap, solution: tuple[dict, dict], k: np.ndarray, noise_px: float) -> int:
+    """Write a solution back to what is still in the map (keyframes and points may have left since its problem was
+    taken); observations beyond the chi-square bound are dropped. The count of points marked bad."""
+    poses, positions = solution
+    for kid, pose in poses.items():
+        if kid in local_map.keyframes:
+            local_map.keyframes[kid].world_from_camera = pose
+    present = [pid for pid in positions if pid in local_map.points]
+    for pid in present:
+        local_map.points[pid].position = positions[pid]
+    return _update_points(local_map, present, k, noise_px)
+
+
+def adjust(local_map: LocalMap, k: np.ndarray, noise_px: float, depth_sigma: float, scale_sigma: float,
+           iterations: int) -> None:
+    """Move the recent keyframes and their points, in place, here and now."""
+    todo = problem(local_map)
+    if todo is not None:
+        apply(local_map, solve(todo, k, noise_px, depth_sigma, scale_sigma, iterations), k, noise_px)
+
+
+def _update_points(local_map: LocalMap, points: list[int], k: np.ndarray, noise_px: float) -> int:
+    """Drop observations behind the camera or beyond the chi-square bound (and mark points left with neither their
+    anchor nor two observations bad). The count of points marked bad."""
     bound = np.sqrt(CHI2_2D_95) * noise_px
     seen: dict[int, list[int]] = {}  # keyframe id -> the points it observes
     for pid in points:
         point = local_map.points[pid]
-        point.position = np.asarray(result.atPoint3(L(pid)), np.float64)
         for kid in point.observations:
             seen.setdefault(kid, []).append(pid)
     for kid, pids in seen.items():

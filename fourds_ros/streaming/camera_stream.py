@@ -43,12 +43,12 @@ class CameraLog:
 class CameraStream:
     def __init__(self, name: str, spec: IOSpec, heads: tuple[str, ...], config: StreamConfig,
                  worker: InferenceWorker, on_output: Callable[[FrameOutput], None], log: logging.Logger,
-                 on_motion: Callable[[FrameOutput], None] | None = None):
+                 on_motion: Callable[[FrameOutput], None] | None = None, adjustment_process: bool = False):
         self.name, self.on_output, self.on_motion = name, on_output, on_motion
         self.log = CameraLog(log, name) if name else log
         self.stats = StreamStats()
         self.model = ModelStage(spec, config, self.stats, self.log, heads)
-        self.geometry = GeometryStage(config, heads, self.model.points is not None, self.log)
+        self.geometry = GeometryStage(config, heads, self.model.points is not None, self.log, adjustment_process)
         self.intake = FrameIntake(config, spec.clip, self.geometry.needs_frames, self.stats, self.log)
         self.scheduler = WindowScheduler(self.intake, config, self.stats, worker)
         self._epoch = -1  # the stream of the last processed window

@@ -36,11 +36,12 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from . import bundle_adjustment, location, two_view
+from . import location, two_view
 from .geometry import angle_px, inverse, world_to_pixels
 from .keyframe_depth import RecentDepth
 from .klt import LucasKanade
 from .local_map import Keyframe, LocalMap
+from .adjustment_process import Adjuster
 from .settings import EGOMOTION_MODES, EgomotionConfig
 from .standing import StandingJudge
 from .twist import MotionModel, readout_covariance
@@ -112,7 +113,10 @@ class _Tracks:
 class GeometricOdometry:
     """Feed frames in order with `step`; `reset` when the stream restarts."""
 
-    def __init__(self, config: EgomotionConfig, mode: str = "geometric", log: logging.Logger | None = None):
+    def __init__(self, config: EgomotionConfig, mode: str = "geometric", log: logging.Logger | None = None,
+                 adjustment_process: bool = False):
+        """`adjustment_process`: bundle adjustments run in a child process while frames are tracked (the node);
+        else here, at once (offline scoring and tests: the same frames give the same poses)."""
         config.validate()
         if mode not in EGOMOTION_MODES:
             raise ValueError(f"egomotion must be one of {', '.join(EGOMOTION_MODES)}, got {mode!r}")
@@ -121,7 +125,11 @@ class GeometricOdometry:
         self.stats = EgomotionStats()
         self.tracker = LucasKanade(window=15, forward_backward_px=config.forward_backward_px)
         self._last_fallback_log = 0.0
+        self.adjuster = Adjuster(config, self.stats, self.log, adjustment_process)
         self.reset()
+
+    def close(self) -> None:
+        self.adjuster.close()
 
     def reset(self) -> None:
         self.map = LocalMap(self.config.window_keyframes)
@@ -142,19 +150,20 @@ class GeometricOdometry:
         """Motion of frame `seq` (stamped `stamp_ns`): `grey` at geometry resolution with camera matrix `k`;
         `depth_at(points)` gives the model's depth at geometry pixels `(N, 2)` (NaN where unknown); the readout's
         pose of this frame. On arrival both are None (they come later, through `place`)."""
-        started, adjusting = time.perf_counter(), self.stats.adjustment_seconds
+        started, adjusting = time.perf_counter(), self.adjuster.seconds_here
         if self.k is not None and not np.allclose(self.k, k):
             self.log.info("egomotion: the camera matrix changed; the local map starts over")
             last = self.last
             self.reset()
             self.last = last
         self.k = np.asarray(k, np.float64)
+        self.adjuster.collect(self.map, self.k, self.tracks.point)
         previous = self._previous_pose()
         try:
             readout = None if readout_world_from_camera is None else np.asarray(readout_world_from_camera, np.float64)
             estimate = self._step(seq, stamp_ns, grey, depth_at, readout)
         finally:  # the bundle adjustment is counted on its own
-            self.stats.seconds += time.perf_counter() - started - (self.stats.adjustment_seconds - adjusting)
+            self.stats.seconds += time.perf_counter() - started - (self.adjuster.seconds_here - adjusting)
         self.stats.frames += 1
         self.stats.by_source[estimate.source] += 1
         self.motion.update(self.last, estimate, previous, stamp_ns, self._scene_depth)
@@ -313,17 +322,10 @@ class GeometricOdometry:
         self.previous = (seq, stamp_ns, grey)
         self.stats.keyframes += 1
         if source in ("geometry", "fused") and len(self.map.keyframes) > 1:
-            self._adjust()
+            self.adjuster.request(self.map, self.k)
         self.map.prune(tracks.point)
         self.stats.last_inliers = inliers or len(tracks)
         return MotionEstimate(kf.world_from_camera.copy(), covariance, source, self.stats.last_inliers, 0.0)
-
-    def _adjust(self) -> None:
-        started = time.perf_counter()
-        bundle_adjustment.adjust(self.map, self.k, self.config.noise_px, self.config.depth_prior_sigma,
-                                 self.config.depth_scale_sigma, self.config.adjustment_iterations)
-        self.stats.adjustment_seconds += time.perf_counter() - started
-        self.stats.bundle_adjustments += 1
 
     # The model's outputs of frames tracked on arrival ----------------------------------
     def place(self, seq: int, depth_at, readout_world_from_camera: np.ndarray) -> None:

@@ -36,10 +36,12 @@ TRACKED_KEPT = 64  # poses tracked on arrival, kept until their window comes bac
 
 
 class GeometryStage:
-    def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger):
+    def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger,
+                 adjustment_process: bool = False):
         self.config, self.log = config, log
         geometric = config.egomotion != "readout" and "pose" in heads
-        self.odometry = GeometricOdometry(config.odometry, config.egomotion, log) if geometric else None
+        self.odometry = GeometricOdometry(config.odometry, config.egomotion, log, adjustment_process) \
+            if geometric else None
         # The readout a fused pose blends in is only there once the window is back.
         self.on_arrival = geometric and config.odometry.on_arrival and config.egomotion == "geometric"
         self.lock = threading.Lock()  # on arrival: tracking (the camera's thread) and the map's update (the worker)
@@ -67,6 +69,10 @@ class GeometryStage:
         for part in (odometry, self.refiner, self.fusion, self.flow_depth, self.depth_points):
             if part is not None:
                 part.reset()
+
+    def close(self) -> None:
+        if self.odometry is not None:
+            self.odometry.close()
 
     def track(self, arrival: Window) -> FrameOutput:
         """On arrival: the pose of the newest frame (`FrameIntake.arrival`), tracked against the local map before
