@@ -91,7 +91,7 @@ class PerceptionNode(Node):
             self.pipeline = StreamingPipeline(backend, config, lambda o: self.ports[o.camera].outputs.publish(o),
                                               log=self.get_logger(), cameras=cameras,
                                               on_motion=lambda o: self.ports[o.camera].outputs.publish_motion(o),
-                                              adjustment_process=True)
+                                              live=True)
         except ValueError as exc:
             backend.close()
             raise ParameterError(str(exc)) from None

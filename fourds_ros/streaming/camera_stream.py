@@ -43,12 +43,12 @@ class CameraLog:
 class CameraStream:
     def __init__(self, name: str, spec: IOSpec, heads: tuple[str, ...], config: StreamConfig,
                  worker: InferenceWorker, on_output: Callable[[FrameOutput], None], log: logging.Logger,
-                 on_motion: Callable[[FrameOutput], None] | None = None, adjustment_process: bool = False):
+                 on_motion: Callable[[FrameOutput], None] | None = None, live: bool = False):
         self.name, self.on_output, self.on_motion = name, on_output, on_motion
         self.log = CameraLog(log, name) if name else log
         self.stats = StreamStats()
         self.model = ModelStage(spec, config, self.stats, self.log, heads)
-        self.geometry = GeometryStage(config, heads, self.model.points is not None, self.log, adjustment_process)
+        self.geometry = GeometryStage(config, heads, self.model.points is not None, self.log, live)
         self.intake = FrameIntake(config, spec.clip, self.geometry.needs_frames, self.stats, self.log)
         self.scheduler = WindowScheduler(self.intake, config, self.stats, worker)
         self._epoch = -1  # the stream of the last processed window
@@ -89,6 +89,8 @@ class CameraStream:
             if now - self._last_tracking_error > 5.0:
                 self._last_tracking_error = now
                 self.log.error(f"tracking frame {arrival.infos[0].seq} on arrival failed: {exc!r}")
+            return
+        if motion is None:  # behind: left to its window
             return
         motion.camera = self.name
         if self.on_motion is not None:

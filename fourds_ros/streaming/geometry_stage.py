@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -37,11 +38,15 @@ TRACKED_KEPT = 64  # poses tracked on arrival, kept until their window comes bac
 
 class GeometryStage:
     def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger,
-                 adjustment_process: bool = False):
-        self.config, self.log = config, log
+                 live: bool = False):
+        """`live`: frames arrive in real time (the node): bundle adjustments are solved in a child process, and a
+        frame arriving sooner after the last tracked one than that one took to track is not tracked on arrival
+        (its pose is interpolated with its window), so a camera faster than the tracking builds no queue."""
+        self.config, self.log, self.live = config, log, live
         geometric = config.egomotion != "readout" and "pose" in heads
-        self.odometry = GeometricOdometry(config.odometry, config.egomotion, log, adjustment_process) \
-            if geometric else None
+        self.odometry = GeometricOdometry(config.odometry, config.egomotion, log, live) if geometric else None
+        self._tracked_at: tuple[int, float] = (-2**62, 0.0)  # stamp of the last frame tracked on arrival, its cost (s)
+        self._placed: tuple | None = None  # the last tracked estimate given to a window's frame: it, stamp, epoch
         # The readout a fused pose blends in is only there once the window is back.
         self.on_arrival = geometric and config.odometry.on_arrival and config.egomotion == "geometric"
         self.lock = threading.Lock()  # on arrival: tracking (the camera's thread) and the map's update (the worker)
@@ -74,10 +79,14 @@ class GeometryStage:
         if self.odometry is not None:
             self.odometry.close()
 
-    def track(self, arrival: Window) -> FrameOutput:
+    def track(self, arrival: Window) -> FrameOutput | None:
         """On arrival: the pose of the newest frame (`FrameIntake.arrival`), tracked against the local map before
-        its window has been through the model."""
+        its window has been through the model; None for a frame left to its window (live and behind)."""
         info, k = arrival.infos[0], self._camera_matrix(arrival)
+        last_stamp, cost_s = self._tracked_at
+        if self.live and arrival.epoch == self._tracking_epoch and (info.stamp_ns - last_stamp) * 1e-9 < cost_s:
+            return None
+        started = time.perf_counter()
         with self.lock:
             if arrival.epoch != self._tracking_epoch:  # a restarted stream: a new map from its first frame
                 self._tracking_epoch = arrival.epoch
@@ -86,6 +95,7 @@ class GeometryStage:
             self._tracked[(arrival.epoch, info.seq)] = estimate
             while len(self._tracked) > TRACKED_KEPT:
                 self._tracked.popitem(last=False)
+        self._tracked_at = (info.stamp_ns, time.perf_counter() - started)
         out = FrameOutput(info, arrival.pixel_map, arrival.source_size)
         self._set_pose(out, estimate)
         return out
@@ -156,9 +166,7 @@ class GeometryStage:
         """On arrival: the new frames' poses are those they were published with; the model's depth of every frame
         of the window joins the local map, which is then bundle-adjusted (`GeometricOdometry.place`)."""
         with self.lock:
-            for o in result.outputs:
-                if (estimate := self._tracked.get((window.epoch, o.info.seq))) is not None:
-                    self._set_pose(o, estimate)
+            self._arrived_poses(window, result.outputs)
             newest = self._tracked.get((window.epoch, window.infos[-1].seq))
             if window.epoch != self._tracking_epoch or newest is None:
                 return  # the stream has restarted since: its map is not this window's
@@ -168,6 +176,29 @@ class GeometryStage:
                     self.odometry.place(info.seq, _depth_at(window, result.depth, i), readout)
             self.odometry.window_placed(window.infos[0].seq, newest.world_from_camera,
                                         _depth_at(window, result.depth, len(window.infos) - 1), window.grey.shape[1:])
+
+    def _arrived_poses(self, window: Window, outputs: list[FrameOutput]) -> None:
+        """Each new frame's pose as it was published; a frame not tracked on arrival (live and behind) between the
+        tracked ones around it, or held at the last one's pose."""
+        tracked = [self._tracked.get((window.epoch, o.info.seq)) for o in outputs]
+        placed = self._placed if self._placed is not None and self._placed[2] == window.epoch else None
+        for n, (o, estimate) in enumerate(zip(outputs, tracked)):
+            if estimate is not None:
+                self._set_pose(o, estimate)
+                placed = (estimate, o.info.stamp_ns, window.epoch)
+                continue
+            after = next(((e, later.info.stamp_ns) for e, later in zip(tracked[n:], outputs[n:]) if e is not None),
+                         None)
+            before = placed[:2] if placed is not None else after
+            if before is None:
+                continue
+            after = after or before
+            fraction = (o.info.stamp_ns - before[1]) / max(after[1] - before[1], 1)
+            self._set_pose(o, after[0])
+            o.world_from_camera = interpolate_pose(before[0].world_from_camera, after[0].world_from_camera,
+                                                   min(max(fraction, 0.0), 1.0))
+            o.egomotion_source = "interpolated"
+        self._placed = placed
 
     def _fuse_depth(self, window: Window, result: ModelResult, k: np.ndarray) -> None:
         """Each new frame's depth with the correction of `depth_fusion.py` from the triangulated points that

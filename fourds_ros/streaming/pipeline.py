@@ -69,13 +69,14 @@ def check_camera_names(cameras: list[str] | tuple[str, ...]) -> None:
 class StreamingPipeline:
     """One model, one or more cameras (`cameras`: their names). The single-camera calls (`push`, `stats`, ...)
     go to the only camera; a rig's go through `camera(name)`. `on_motion` gets each frame's pose (see above);
-    `adjustment_process` runs the egomotion's bundle adjustments in a child process beside the tracking (the
-    node: nothing stalls for a solve), else at once in the tracking's thread (scoring: reproducible)."""
+    `live` (the node: frames come in real time) runs the egomotion's bundle adjustments in a child process beside
+    the tracking, and tracks on arrival only the frames the tracking keeps up with (`GeometryStage.track`);
+    without it (scoring, tests) every frame is tracked and adjusted at once: the same frames give the same poses."""
 
     def __init__(self, backend: Backend | BatchedBackend, config: StreamConfig,
                  on_output: Callable[[FrameOutput], None], log: logging.Logger | None = None,
                  cameras: tuple[str, ...] | list[str] = ("",), on_motion: Callable[[FrameOutput], None] | None = None,
-                 adjustment_process: bool = False):
+                 live: bool = False):
         config.validate()
         check_camera_names(cameras)
         self.backend = backend if isinstance(backend, BatchedBackend) else BatchedBackend({backend.spec.batch: backend})
@@ -86,7 +87,7 @@ class StreamingPipeline:
         self.heads = trained_heads(spec, config, self.log)
         self.worker = InferenceWorker(config, self._process, self.log)
         self.cameras = {name: CameraStream(name, spec, self.heads, config, self.worker, on_output, self.log,
-                                           on_motion, adjustment_process) for name in cameras}
+                                           on_motion, live) for name in cameras}
         self._camera_of = {camera.scheduler: camera for camera in self.cameras.values()}
         self._only = next(iter(self.cameras.values())) if len(self.cameras) == 1 else None
         # Each camera's geometry on its own thread: OpenCV and numpy release the GIL, so a rig uses the cores.
