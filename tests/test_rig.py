@@ -204,7 +204,7 @@ def test_two_cameras_through_one_node_give_what_single_camera_runs_give(tmp_path
     remaps = [arg for node_name, driver in rig_remappings(rig) for arg in ("-r", f"{node_name}:={driver}")]
     domain = next_domain()
     node = NodeProcess("perception_node", ["--ros-args", "--params-file", REPO / "config" / "perception.yaml", *remaps,
-                                           "-p", "cameras:=[front, rear]", "-p", "window_hop:=4",
+                                           "-p", "cameras:=[front, rear]", "-p", "window_hop:=4", "-p", "live:=false",
                                            "-p", "point_tracks:=4", "-p", "flush_after_s:=0.0",
                                            "-p", "input_reliability:=reliable",
                                            "-p", "input_depth:=100", "-p", "output_depth:=100",

@@ -225,18 +225,19 @@ def test_each_frame_s_pose_is_handed_out_as_it_arrives_and_again_with_its_depth(
 
 
 def test_a_live_camera_faster_than_the_tracking_is_tracked_as_fast_as_it_can_be_and_the_rest_interpolated(stream_model):
-    """Live (the node), a frame that comes sooner after the last tracked one than that one took to track is left to
-    its window, so a camera faster than the tracking builds no queue: here frames 0.1 ms apart (faster than any
-    tracking); every frame still gets a finite pose with its depth, the untracked ones between tracked ones."""
+    """Live (the node), once the tracking is 0.1 s behind the camera a frame is left to its window, so a
+    camera faster than the tracking builds no queue: here frames 1 ns apart (faster than any tracking); every
+    frame still gets a finite pose with its depth, the untracked ones between tracked ones."""
     outputs, motions = Collector(), []
     pipeline = StreamingPipeline(create_backend("onnxruntime", stream_model), StreamConfig(window_hop=4, point_tracks=0),
                                  outputs, on_motion=motions.append, live=True)
     try:
-        _push_clip(pipeline, moving_pattern_clip(24, 48, 64), period_ns=100_000, settle=True)
-        outputs.wait_for(24)
+        # 64 frames 1 ns apart: tracking them all would put the tracking seconds behind on any machine.
+        _push_clip(pipeline, moving_pattern_clip(64, 240, 320), period_ns=1, settle=True)
+        outputs.wait_for(64)
     finally:
         pipeline.close()
-    assert 1 <= len(motions) < 24
+    assert 1 <= len(motions) < 64
     assert all(o.world_from_camera is not None and np.isfinite(o.world_from_camera).all() for o in outputs.outputs)
     tracked = {m.info.stamp_ns for m in motions}
     assert {o.egomotion_source for o in outputs.outputs if o.info.stamp_ns not in tracked} == {"interpolated"}

@@ -60,6 +60,9 @@ NODE_PARAMETERS = [
     Setting("camera_info_wait_s", 1.0, "while camera_info is published but none has arrived yet, images wait this "
             "long for it (the first windows' geometry then has the camera's intrinsics); 0: never wait",
             range=(0.0, 60.0), unit="s"),
+    Setting("live", True, "frames come in real time: the egomotion's bundle adjustments run in a child process beside "
+            "the tracking, and frames the tracking cannot keep up with get their pose with their window; false: every "
+            "frame tracked and adjusted in order, as `eval` does (`replay` scores this way)"),
     Setting("diagnostics_period", 1.0, "seconds between /diagnostics messages (steady clock, also under sim time)",
             range=(0.05, 3600.0), unit="s"),
 ]
@@ -91,7 +94,7 @@ class PerceptionNode(Node):
             self.pipeline = StreamingPipeline(backend, config, lambda o: self.ports[o.camera].outputs.publish(o),
                                               log=self.get_logger(), cameras=cameras,
                                               on_motion=lambda o: self.ports[o.camera].outputs.publish_motion(o),
-                                              live=True)
+                                              live=p["live"])
         except ValueError as exc:
             backend.close()
             raise ParameterError(str(exc)) from None

@@ -103,7 +103,7 @@ def replay(bag: Path, model_dir: Path | None, out_dir: Path, backend: str = "onn
             *parameter_arguments(config.values()), "-p", "input_reliability:=reliable", "-p", "input_depth:=100",
             # A deep output history: a recorder lagging behind a window's burst of frames must not lose one.
             "-p", "output_depth:=200",
-            "-p", "diagnostics_period:=0.5", "-r", f"{image_input}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
+            "-p", "diagnostics_period:=0.5", "-p", "live:=false", "-r", f"{image_input}:={topic}", "-r", f"{node_topic('camera_info')}:={info_topic}"]
     if not node_picks_model:
         args += ["-p", f"model_dir:={model_dir}"]
     if onnx_path is not None:

@@ -33,19 +33,23 @@ from .settings import StreamConfig
 from .twist import with_scale
 
 NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without camera_info
+# How far behind a live camera the tracking may fall before frames are left to their windows: a pose a tenth of a
+# second late still serves a controller, and one slow frame (a solve written back, the interpreter busy) is absorbed.
+MAX_TRACKING_LAG_S = 0.1
 TRACKED_KEPT = 64  # poses tracked on arrival, kept until their window comes back (windows hold 16 frames)
 
 
 class GeometryStage:
     def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger,
                  live: bool = False):
-        """`live`: frames arrive in real time (the node): bundle adjustments are solved in a child process, and a
-        frame arriving sooner after the last tracked one than that one took to track is not tracked on arrival
-        (its pose is interpolated with its window), so a camera faster than the tracking builds no queue."""
+        """`live`: frames arrive in real time (the node): bundle adjustments are solved in a child process, and
+        when the tracking falls more than `MAX_TRACKING_LAG_S` behind the camera (a leaky bucket of its cost
+        against the time between frames: one slow frame does not count, a camera faster than the tracking does), a
+        frame is not tracked on arrival but interpolated with its window, so no queue builds."""
         self.config, self.log, self.live = config, log, live
         geometric = config.egomotion != "readout" and "pose" in heads
         self.odometry = GeometricOdometry(config.odometry, config.egomotion, log, live) if geometric else None
-        self._tracked_at: tuple[int, float] = (-2**62, 0.0)  # stamp of the last frame tracked on arrival, its cost (s)
+        self._behind: tuple[int | None, float] = (None, 0.0)  # the last arrival's stamp, tracking time owed (s)
         self._placed: tuple | None = None  # the last tracked estimate given to a window's frame: it, stamp, epoch
         # The readout a fused pose blends in is only there once the window is back.
         self.on_arrival = geometric and config.odometry.on_arrival and config.egomotion == "geometric"
@@ -83,8 +87,11 @@ class GeometryStage:
         """On arrival: the pose of the newest frame (`FrameIntake.arrival`), tracked against the local map before
         its window has been through the model; None for a frame left to its window (live and behind)."""
         info, k = arrival.infos[0], self._camera_matrix(arrival)
-        last_stamp, cost_s = self._tracked_at
-        if self.live and arrival.epoch == self._tracking_epoch and (info.stamp_ns - last_stamp) * 1e-9 < cost_s:
+        last_stamp, owed_s = self._behind
+        interval_s = 0.0 if last_stamp is None else max(info.stamp_ns - last_stamp, 0) * 1e-9
+        owed_s = max(owed_s - interval_s, 0.0)
+        self._behind = (info.stamp_ns, owed_s)
+        if self.live and arrival.epoch == self._tracking_epoch and owed_s > MAX_TRACKING_LAG_S:
             return None
         started = time.perf_counter()
         with self.lock:
@@ -95,7 +102,7 @@ class GeometryStage:
             self._tracked[(arrival.epoch, info.seq)] = estimate
             while len(self._tracked) > TRACKED_KEPT:
                 self._tracked.popitem(last=False)
-        self._tracked_at = (info.stamp_ns, time.perf_counter() - started)
+        self._behind = (info.stamp_ns, owed_s + time.perf_counter() - started)
         out = FrameOutput(info, arrival.pixel_map, arrival.source_size)
         self._set_pose(out, estimate)
         return out
