@@ -174,15 +174,19 @@ class GeometryStage:
         of the window joins the local map, which is then bundle-adjusted (`GeometricOdometry.place`)."""
         with self.lock:
             self._arrived_poses(window, result.outputs)
-            newest = self._tracked.get((window.epoch, window.infos[-1].seq))
-            if window.epoch != self._tracking_epoch or newest is None:
+            if window.epoch != self._tracking_epoch:
                 return  # the stream has restarted since: its map is not this window's
             for i, info in enumerate(window.infos):
                 readout = result.readout_poses.get(info.seq)
                 if readout is not None:
                     self.odometry.place(info.seq, _depth_at(window, result.depth, i), readout)
-            self.odometry.window_placed(window.infos[0].seq, newest.world_from_camera,
-                                        _depth_at(window, result.depth, len(window.infos) - 1), window.grey.shape[1:])
+            # The newest depth the tracking can carry: that of the window's newest tracked frame (live and behind,
+            # the newest frames may have been left untracked).
+            newest = next(((i, e) for i in range(len(window.infos) - 1, -1, -1)
+                           if (e := self._tracked.get((window.epoch, window.infos[i].seq))) is not None), None)
+            if newest is not None:
+                self.odometry.window_placed(window.infos[0].seq, newest[1].world_from_camera,
+                                            _depth_at(window, result.depth, newest[0]), window.grey.shape[1:])
 
     def _arrived_poses(self, window: Window, outputs: list[FrameOutput]) -> None:
         """Each new frame's pose as it was published; a frame not tracked on arrival (live and behind) between the
