@@ -49,8 +49,10 @@ def nudged_eval(seed: int, arguments: list[str]) -> None:
 
 def score(bag: Path, seed: int, settings: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, __file__, "--child", str(seed), str(bag), "--out", out, *settings],
-                       check=True, stdout=subprocess.DEVNULL)
+        run = subprocess.run([sys.executable, __file__, "--child", str(seed), str(bag), "--out", out, *settings],
+                             capture_output=True, text=True)
+        if run.returncode:
+            raise SystemExit(f"eval of {bag} (seed {seed}) failed:\n{run.stderr[-4000:]}")
         metrics = json.loads((Path(out) / "metrics.json").read_text())
     ego = metrics["model_metrics"]["egomotion"]
     baseline = metrics["baselines"]["orb_essential_vo"]["egomotion"]

@@ -435,3 +435,52 @@ def test_a_bundle_adjustment_solved_in_its_own_process_is_the_one_solved_here_an
                                    atol=1e-9)
         np.testing.assert_array_equal(stale.keyframes[kid].world_from_camera,
                                       odometry.map.keyframes[kid].world_from_camera)
+
+
+
+def test_grouped_depth_priors_weigh_each_point_as_gtsam_s_robust_factor_a_point_would():
+    """The depth priors share Python factors (one call for many points); each row must still weigh as GTSAM's Robust
+    noise model weighs a one-row factor: the same cost and the same linear system, here with a third of the priors
+    far off so that the Huber loss's outer branch is taken, so Levenberg-Marquardt takes the same steps."""
+    import gtsam
+    from gtsam.symbol_shorthand import L, S, X
+    from fourds_ros.streaming import bundle_adjustment as ba
+    rng = np.random.default_rng(3)
+    count, sigma = 20, 0.3
+    pose = gtsam.Pose3(gtsam.Rot3.Rz(0.2), gtsam.Point3(0.1, -0.2, 0.3))
+    points = rng.uniform(-2.0, 2.0, (count, 3)) + [0.0, 0.0, 4.0]
+    prior = np.log(np.linalg.norm(points - [0.1, -0.2, 0.3], axis=1)) + rng.normal(0.0, 0.1, count)
+    prior[::3] += rng.choice([-1.5, 1.5], len(prior[::3]))  # beyond the Huber bound
+    values = gtsam.Values()
+    values.insert(X(0), pose)
+    values.insert(S(0), np.array([0.05]))
+    for i, point in enumerate(points):
+        values.insert(L(i), gtsam.Point3(*point))
+
+    def one_point(prior_log_range):
+        def error(factor, values, jacobians):
+            camera, point = values.atPose3(factor.keys()[0]), values.atPoint3(factor.keys()[1])
+            offset = point - camera.translation()
+            length2 = float(offset @ offset)
+            if jacobians is not None:
+                jacobians[0] = np.concatenate([np.zeros(3), -(offset @ camera.rotation().matrix()) / length2])[None]
+                jacobians[1] = (offset / length2)[None]
+                jacobians[2] = np.array([[-1.0]])
+            return np.array([0.5 * np.log(length2) - values.atVector(factor.keys()[2])[0] - prior_log_range])
+        return error
+    robust = gtsam.noiseModel.Robust.Create(gtsam.noiseModel.mEstimator.Huber.Create(ba.HUBER_K),
+                                            gtsam.noiseModel.Diagonal.Sigmas(np.array([sigma])))
+    reference, grouped = gtsam.NonlinearFactorGraph(), gtsam.NonlinearFactorGraph()
+    for i in range(count):
+        reference.add(gtsam.CustomFactor(robust, [X(0), L(i), S(0)], one_point(prior[i])))
+    for start in range(0, count, 8):  # groups of several sizes
+        ids = range(start, min(start + 8, count))
+        grouped.add(ba.depth_prior_factor(X(0), S(0), [L(i) for i in ids], prior[list(ids)], sigma))
+    assert grouped.size() == 3
+    ordering = gtsam.Ordering()
+    for key in [X(0), S(0)] + [L(i) for i in range(count)]:
+        ordering.push_back(key)
+    assert np.isclose(grouped.error(values), reference.error(values), rtol=1e-12)
+    assert reference.error(values) > 10 * count * 0.5 * 0.1 ** 2 / sigma ** 2, "no prior beyond the Huber bound"
+    np.testing.assert_allclose(grouped.linearize(values).augmentedHessian(ordering),
+                               reference.linearize(values).augmentedHessian(ordering), rtol=1e-10, atol=1e-10)

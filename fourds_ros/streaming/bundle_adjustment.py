@@ -43,12 +43,14 @@ def _robust(sigmas: np.ndarray) -> gtsam.noiseModel.Base:
                                           gtsam.noiseModel.Diagonal.Sigmas(sigmas))
 
 
-def _depth_prior_error(prior_log_ranges: np.ndarray, sigma: float):
-    """A factor's error function over [X, S, L1..Ln]: each row the log distance of point Li from camera X, less the
-    keyframe's depth scale S and the point's prior, in sigmas, with the Huber loss applied row by row exactly as
-    gtsam's Robust noise model applies it to a one-row factor (weighted rows when linearised, the loss itself when
-    evaluated): one Python call for `DEPTH_PRIORS_PER_FACTOR` points instead of one per point."""
-    count = len(prior_log_ranges)
+def depth_prior_factor(pose_key: int, scale_key: int, point_keys: list[int], prior_log_ranges: np.ndarray,
+                       sigma: float) -> gtsam.CustomFactor:
+    """The depth priors of points `point_keys` of one keyframe: each row the log distance of a point from camera
+    `pose_key`, less the keyframe's depth scale `scale_key` and the point's prior, in sigmas (`sigma`), with the
+    Huber loss applied row by row exactly as GTSAM's Robust noise model applies it to a one-row factor (weighted
+    rows when linearised, the loss itself when evaluated): one Python call for many points instead of one each."""
+    count = len(point_keys)
+    prior_log_ranges = np.asarray(prior_log_ranges, np.float64)
 
     def error(factor: gtsam.CustomFactor, values: gtsam.Values, jacobians: list | None) -> np.ndarray:
         keys = factor.keys()
@@ -68,7 +70,7 @@ def _depth_prior_error(prior_log_ranges: np.ndarray, sigma: float):
             jacobians[2 + row] = np.zeros((count, 3))
             jacobians[2 + row][row] = along[row]
         return weight * residual * sigma
-    return error
+    return gtsam.CustomFactor(gtsam.noiseModel.Unit.Create(count), [pose_key, scale_key, *point_keys], error)
 
 
 @dataclass
@@ -117,9 +119,8 @@ def solve(problem: Problem, k: np.ndarray, noise_px: float, depth_sigma: float, 
     for anchor, rows in priors.items():
         for start in range(0, len(rows), DEPTH_PRIORS_PER_FACTOR):
             group = rows[start:start + DEPTH_PRIORS_PER_FACTOR]
-            graph.add(gtsam.CustomFactor(gtsam.noiseModel.Unit.Create(len(group)),
-                                         [X(anchor), S(anchor)] + [L(pid) for pid, _ in group],
-                                         _depth_prior_error(np.array([c for _, c in group]), depth_sigma)))
+            graph.add(depth_prior_factor(X(anchor), S(anchor), [L(pid) for pid, _ in group],
+                                         np.array([c for _, c in group]), depth_sigma))
     held = gtsam.noiseModel.Isotropic.Sigma(6, HELD_SIGMA)
     for kid, matrix in problem.poses.items():
         pose = gtsam.Pose3(matrix)
