@@ -1,9 +1,9 @@
 """Bundle adjustment in a process of its own, so that the frames keep being tracked while it solves (`Adjuster`
 decides where a map is adjusted).
 
-GTSAM's `optimize()` holds Python's interpreter lock for the whole solve (about 200 ms for 6 keyframes and a few
-hundred points on this CPU, most of it in the depth prior's Python factor): in the node's process that would stop
-the camera's subscription, its tracking and the inference worker's Python for as long, and a camera at 30 Hz
+GTSAM's `optimize()` holds Python's interpreter lock for the whole solve (60-80 ms for 6 keyframes and a few
+hundred points on this CPU; it was 200-280 ms with a Python factor a depth prior): in the node's process that would
+stop the camera's subscription, its tracking and the inference worker's Python for as long, and a camera at 30 Hz
 would lose frames. Here the map's recent keyframes and points are copied (`bundle_adjustment.problem`), solved in
 a child process, and the solution is written back to what is still in the map when the next frame is tracked (as
 ORB-SLAM's local mapping thread does beside its tracking). One adjustment at a time; a keyframe made meanwhile is

@@ -15,8 +15,9 @@ Observations still beyond the chi-square bound after the solve are dropped and t
 fewer than two good observations are left.
 
 GTSAM (Levenberg-Marquardt on the sparse factor graph, eliminated with a fill-reducing ordering, which does
-what a Schur complement does for BA) solves a window of 6 keyframes and ~230 points in ~60 ms on this CPU (holo_office_b,
-10 iterations); SciPy's `least_squares` has no such elimination and needs the Jacobian by hand or by finite differences.
+what a Schur complement does for BA) solves a window of 6 keyframes and ~230 points in ~60 ms on this CPU
+(holo_office_b, 10 iterations); SciPy's `least_squares` has no such elimination and needs the Jacobian by hand or by
+finite differences.
 """
 from __future__ import annotations
 
@@ -62,14 +63,16 @@ def depth_prior_factor(pose_key: int, scale_key: int, point_keys: list[int], pri
         size = np.abs(residual)
         if jacobians is None:
             return np.sqrt(2.0 * np.where(size <= HUBER_K, 0.5 * residual ** 2, HUBER_K * (size - 0.5 * HUBER_K)))
-        weight = np.sqrt(np.where(size <= HUBER_K, 1.0, HUBER_K / np.maximum(size, HUBER_K))) / sigma
-        along = offset / length2[:, None] * weight[:, None]  # d residual / d point, weighted
-        jacobians[0] = np.concatenate([np.zeros((count, 3)), -(along @ pose[:3, :3])], axis=1)  # rotation, translation
-        jacobians[1] = -weight.reshape(count, 1)
+        # Rows weighted by the Huber weight's square root (IRLS); `scaled` is that over sigma, as the Jacobians need.
+        scaled = np.sqrt(np.where(size <= HUBER_K, 1.0, HUBER_K / np.maximum(size, HUBER_K))) / sigma
+        along = offset / length2[:, None] * scaled[:, None]  # d weighted residual / d point
+        # GTSAM's Pose3 tangent: rotation, then translation in the camera's frame.
+        jacobians[0] = np.concatenate([np.zeros((count, 3)), -(along @ pose[:3, :3])], axis=1)
+        jacobians[1] = -scaled.reshape(count, 1)
         for row in range(count):
             jacobians[2 + row] = np.zeros((count, 3))
             jacobians[2 + row][row] = along[row]
-        return weight * residual * sigma
+        return scaled * residual * sigma  # the weighted residual (in sigmas), computed as the reports were
     return gtsam.CustomFactor(gtsam.noiseModel.Unit.Create(count), [pose_key, scale_key, *point_keys], error)
 
 

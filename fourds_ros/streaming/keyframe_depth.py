@@ -25,9 +25,6 @@ class RecentDepth:
     """The newest depth the model gave, as world points, ready to be seen from a new keyframe."""
 
     def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
         self._world: np.ndarray | None = None  # (N, 3)
         self._cell_px = 1.0
 
