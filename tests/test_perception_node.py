@@ -427,3 +427,22 @@ def test_the_node_runs_with_no_parameters_on_the_default_model(processes, tmp_pa
         t, cov = m.twist.twist, np.asarray(m.twist.covariance).reshape(6, 6)
         assert np.isfinite([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z]).all()
         assert np.isfinite(cov).all() and (np.diag(cov) > 0).all(), cov
+
+
+def test_a_pose_published_late_takes_its_place_in_the_path():
+    """A frame the tracking could not keep up with gets its odometry with its window, after newer frames': the
+    path still lists the poses in the order of their stamps, and a full path drops its oldest."""
+    from collections import deque
+
+    from geometry_msgs.msg import PoseStamped
+    from fourds_ros.ros.outputs import insert_by_stamp
+
+    def pose(sec: int) -> PoseStamped:
+        p = PoseStamped()
+        p.header.stamp.sec = sec
+        return p
+
+    path: deque = deque(maxlen=4)
+    for sec in (1, 2, 4, 5, 3, 6, 0):
+        insert_by_stamp(path, pose(sec))
+    assert [p.header.stamp.sec for p in path] == [3, 4, 5, 6]

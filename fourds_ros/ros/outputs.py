@@ -118,7 +118,7 @@ class NodeOutputs:
                                    out.twist_covariance))
         pose = PoseStamped(header=odom_header, pose=messages.pose_of(world_from_camera))
         self.pose.publish(pose)
-        self.path_poses.append(pose)
+        insert_by_stamp(self.path_poses, pose)
         self.poses_published += 1
         if self.poses_published % self.path_every == 0:  # the path is for display: once per hop
             self.path.header = odom_header
@@ -126,6 +126,22 @@ class NodeOutputs:
             self.path_pub.publish(self.path)
         if self.tf is not None:
             self.tf.publish(TFMessage(transforms=[transform(world_from_camera, odom_header, child)]))
+
+
+def insert_by_stamp(poses: deque, pose: PoseStamped) -> None:
+    """A pose published late (its frame was left to its window) goes where its stamp puts it, so the path is drawn
+    in the order the camera moved; the oldest pose makes room."""
+    def ns(p: PoseStamped) -> int:
+        return p.header.stamp.sec * 10**9 + p.header.stamp.nanosec
+    at = len(poses)
+    while at > 0 and ns(poses[at - 1]) > ns(pose):
+        at -= 1
+    if len(poses) == poses.maxlen:
+        if at == 0:
+            return  # older than the whole path kept
+        poses.popleft()
+        at -= 1
+    poses.insert(at, pose)
 
 
 def _header(out: FrameOutput) -> Header:

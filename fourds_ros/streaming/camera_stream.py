@@ -90,7 +90,7 @@ class CameraStream:
                 self._last_tracking_error = now
                 self.log.error(f"tracking frame {arrival.infos[0].seq} on arrival failed: {exc!r}")
             return
-        if motion is None:  # behind: left to its window
+        if motion is None:  # behind: its pose goes out with its window
             return
         motion.camera = self.name
         if self.on_motion is not None:
@@ -156,7 +156,8 @@ class CameraStream:
         self.stats.max_latency_s = max(self.stats.max_latency_s, self.stats.latencies_s[-1])
         for o in result.outputs:
             o.camera = self.name
-            if self.on_motion is not None and not self.geometry.on_arrival and o.world_from_camera is not None:
+            if self.on_motion is not None and o.world_from_camera is not None \
+                    and not self.geometry.published_on_arrival(o):
                 self.on_motion(o)
             self.on_output(o)
         self.model.emitted(result.outputs)

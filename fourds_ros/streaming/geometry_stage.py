@@ -107,6 +107,12 @@ class GeometryStage:
         self._set_pose(out, estimate)
         return out
 
+    def published_on_arrival(self, out: FrameOutput) -> bool:
+        """Whether `out`'s pose went to `on_motion` as the frame arrived (`track`). A frame left to its window (live
+        and behind, or its tracking failed) gets its interpolated pose published late, with its window: every frame
+        has its odometry, and a fuser can judge a late one by its stamp."""
+        return self.on_arrival and out.egomotion_source != "interpolated"
+
     def run(self, window: Window, result: ModelResult) -> None:
         """Poses, depth and point tracks of the window's new frames (`result.outputs`), corrected in place."""
         if self.odometry is not None and result.readout_poses is not None:
