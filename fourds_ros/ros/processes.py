@@ -129,12 +129,16 @@ class TopicRecorder:
             return list(self.received[topic])
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str,
-                   state: Callable[[], str] | None = None) -> None:
-        """Until `predicate()` holds; on timeout an AssertionError naming `what` and, with it, `state()`."""
-        deadline = time.monotonic() + timeout
+                   state: Callable[[], str] | None = None, progress: Callable[[], object] | None = None) -> None:
+        """Until `predicate()` holds; on timeout an AssertionError naming `what` and, with it, `state()`. With
+        `progress`, the timeout is how long its value may stay the same: a slow or loaded machine that is still
+        working is waited for, a stuck one is not."""
+        deadline, seen = time.monotonic() + timeout, None if progress is None else progress()
         while time.monotonic() < deadline:
             if predicate():
                 return
+            if progress is not None and (now := progress()) != seen:
+                deadline, seen = time.monotonic() + timeout, now
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}" + (f" ({state()})" if state else ""))
 
