@@ -484,3 +484,21 @@ def test_grouped_depth_priors_weigh_each_point_as_gtsam_s_robust_factor_a_point_
     assert reference.error(values) > 10 * count * 0.5 * 0.1 ** 2 / sigma ** 2, "no prior beyond the Huber bound"
     np.testing.assert_allclose(grouped.linearize(values).augmentedHessian(ordering),
                                reference.linearize(values).augmentedHessian(ordering), rtol=1e-10, atol=1e-10)
+
+
+def test_the_motion_model_predicts_from_the_last_frame_as_an_adjustment_moved_it():
+    """Live, a keyframe's adjustment comes back after its frame was published: the next frame's search starts from
+    the keyframe as the map now has it, not from where the frame was published."""
+    poses = [look(position=(0.02 * i, 0.0, -1.5)) for i in range(12)]
+    out, odometry = run(poses, keyframe_deg=0.1)  # 0.75 degrees of parallax a frame: every frame a keyframe
+    assert odometry.keyframe.seq == odometry.previous[0] == 11
+    moved = odometry.keyframe.world_from_camera.copy()
+    moved[:3, 3] += [0.0, 0.05, 0.0]  # as an adjustment written back would
+    odometry.keyframe.world_from_camera = moved
+    starts = []
+    predict = odometry.motion.predict
+    odometry.motion.predict = lambda pose, stamp_ns: starts.append(pose.copy()) or predict(pose, stamp_ns)
+    grey, depth = render(look(position=(0.24, 0.0, -1.5)), K, SIZE)
+    odometry.step(12, 12 * FRAME_NS, grey, K, lambda p: depth[p[:, 1].astype(int), p[:, 0].astype(int)] * 1.0,
+                  np.eye(4))
+    np.testing.assert_array_equal(starts[0], moved)

@@ -176,7 +176,8 @@ class GeometricOdometry:
             covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
             return self._new_keyframe(seq, stamp_ns, grey, depth_at, start, covariance, readout, "standing")
         gap_s = (stamp_ns - self.previous[1]) * 1e-9
-        predicted = self.motion.predict(self.last.world_from_camera, stamp_ns)
+        # From the last frame's pose as the map now has it: live, an adjustment that came back since moved it.
+        predicted = self.motion.predict(self._previous_pose(), stamp_ns)
         if gap_s > self.config.max_gap_s:
             return self._fallback(seq, stamp_ns, grey, depth_at, readout, predicted, f"a gap of {gap_s:.2f} s")
         self._track(grey, predicted)
