@@ -324,8 +324,9 @@ def test_overload_keeps_latency_bounded_and_counts_drops(processes, tmp_path):
     # No queue: once the first window is full (its frames wait for the ones after them, by design), a frame
     # waits for the window running when it arrived and then its own, plus transport; the last frames wait no
     # longer than the early ones. A queue at four times overload would grow by three windows every four frames,
-    # tens of windows by the end, so the slack below (for a loaded machine's scheduling) cannot hide one.
-    assert max(latency[16:]) < 3 * window_max + 1.0, context
+    # tens of windows by the end, so the slack below (a loaded machine's scheduling: a CPU hog on the node's one
+    # core once stretched a frame to 6 windows) cannot hide one.
+    assert max(latency[16:]) < 8 * window_max + 1.0, context
     assert np.mean(latency[-10:]) < np.mean(latency[15:25]) + 2 * window_max, context
 
 
