@@ -92,8 +92,13 @@ def test_replay_through_the_node_matches_eval(eval_model, eval_report, tmp_path)
     offline, live = eval_report[0]["model_metrics"], report["model_metrics"]
     assert live["depth"]["median_per_frame"]["abs_rel"] == pytest.approx(offline["depth"]["median_per_frame"]["abs_rel"], rel=1e-3)
     assert live["egomotion"]["ate_rmse_m"] == pytest.approx(offline["egomotion"]["ate_rmse_m"], rel=1e-3, abs=1e-4)
-    assert live["point_tracks"]["average_jaccard"] == pytest.approx(offline["point_tracks"]["average_jaccard"], abs=1e-3)
-    assert live["box_tracks"]["mean_iou"] == pytest.approx(offline["box_tracks"]["mean_iou"], abs=1e-3)
+    # The node leaves a frame to its window when its tracking runs behind the frames' stamps (a loaded core can, even
+    # played slowly): that frame's pose is interpolated, which moves the tracks derived from the geometry a little.
+    left = report["frames"] - sum(int(v) for k, v in diag.items() if k.startswith("egomotion_frames_"))
+    tolerance = 1e-3 if left == 0 else 0.02
+    assert live["point_tracks"]["average_jaccard"] == pytest.approx(offline["point_tracks"]["average_jaccard"],
+                                                                    abs=tolerance), diag
+    assert live["box_tracks"]["mean_iou"] == pytest.approx(offline["box_tracks"]["mean_iou"], abs=tolerance), diag
 
 
 def test_bags_that_cannot_be_scored_say_why(tmp_path, eval_model):
