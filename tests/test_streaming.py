@@ -222,6 +222,8 @@ def test_each_frame_s_pose_is_handed_out_as_it_arrives_and_again_with_its_depth(
         np.testing.assert_array_equal(out.world_from_camera, motion.world_from_camera)
         assert out.egomotion_source == motion.egomotion_source
     np.testing.assert_array_equal(motions[24].world_from_camera, np.eye(4))
+    # A tracked pose is kept until its frame is emitted (however slow the model): only the last window's remain.
+    assert 1 <= len(pipeline.camera().geometry._tracked) <= 4
 
 
 def test_a_live_camera_faster_than_the_tracking_is_tracked_as_fast_as_it_can_be_and_the_rest_interpolated(stream_model):

@@ -131,10 +131,8 @@ class NodeOutputs:
 def insert_by_stamp(poses: deque, pose: PoseStamped) -> None:
     """A pose published late (its frame was left to its window) goes where its stamp puts it, so the path is drawn
     in the order the camera moved; the oldest pose makes room."""
-    def ns(p: PoseStamped) -> int:
-        return p.header.stamp.sec * 10**9 + p.header.stamp.nanosec
-    at = len(poses)
-    while at > 0 and ns(poses[at - 1]) > ns(pose):
+    stamp, at = messages.stamp_ns(pose.header), len(poses)
+    while at > 0 and messages.stamp_ns(poses[at - 1].header) > stamp:
         at -= 1
     if len(poses) == poses.maxlen:
         if at == 0:

@@ -161,7 +161,7 @@ class GeometricOdometry:
         previous = self._previous_pose()
         try:
             readout = None if readout_world_from_camera is None else np.asarray(readout_world_from_camera, np.float64)
-            estimate = self._step(seq, stamp_ns, grey, depth_at, readout)
+            estimate = self._step(seq, stamp_ns, grey, depth_at, readout, previous)
         finally:  # the bundle adjustment is counted on its own
             self.stats.seconds += time.perf_counter() - started - (self.adjuster.seconds_here - adjusting)
         self.stats.frames += 1
@@ -170,14 +170,15 @@ class GeometricOdometry:
         self.last = estimate
         return estimate
 
-    def _step(self, seq, stamp_ns, grey, depth_at, readout) -> MotionEstimate:
+    def _step(self, seq, stamp_ns, grey, depth_at, readout, previous: np.ndarray | None) -> MotionEstimate:
         if self.keyframe is None or self.previous is None:
             start = np.eye(4) if self.last is None else self.last.world_from_camera
             covariance = np.zeros((6, 6)) if self.last is None else self.last.covariance
             return self._new_keyframe(seq, stamp_ns, grey, depth_at, start, covariance, readout, "standing")
         gap_s = (stamp_ns - self.previous[1]) * 1e-9
-        # From the last frame's pose as the map now has it: live, an adjustment that came back since moved it.
-        predicted = self.motion.predict(self._previous_pose(), stamp_ns)
+        # From the last frame's pose as the map now has it (`previous`): live, an adjustment that came back since
+        # moved it.
+        predicted = self.motion.predict(previous, stamp_ns)
         if gap_s > self.config.max_gap_s:
             return self._fallback(seq, stamp_ns, grey, depth_at, readout, predicted, f"a gap of {gap_s:.2f} s")
         self._track(grey, predicted)

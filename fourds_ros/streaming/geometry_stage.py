@@ -36,7 +36,9 @@ NOMINAL_FOV_DEG = 60.0  # horizontal field of view assumed for a camera without 
 # How far behind a live camera the tracking may fall before frames are left to their windows: a pose a tenth of a
 # second late still serves a controller, and one slow frame (a solve written back, the interpreter busy) is absorbed.
 MAX_TRACKING_LAG_S = 0.1
-TRACKED_KEPT = 64  # poses tracked on arrival, kept until their window comes back (windows hold 16 frames)
+# Poses tracked on arrival are kept until the window that emits their frame is back (`_place`), however slow the
+# model; this only bounds them when no window comes back at all.
+TRACKED_KEPT = 4096
 
 
 class GeometryStage:
@@ -181,6 +183,7 @@ class GeometryStage:
         with self.lock:
             self._arrived_poses(window, result.outputs)
             if window.epoch != self._tracking_epoch:
+                self._forget_emitted(window, result.outputs)
                 return  # the stream has restarted since: its map is not this window's
             for i, info in enumerate(window.infos):
                 readout = result.readout_poses.get(info.seq)
@@ -193,6 +196,16 @@ class GeometryStage:
             if newest is not None:
                 self.odometry.window_placed(window.infos[0].seq, newest[1].world_from_camera,
                                             _depth_at(window, result.depth, newest[0]), window.grey.shape[1:])
+            self._forget_emitted(window, result.outputs)
+
+    def _forget_emitted(self, window: Window, outputs: list[FrameOutput]) -> None:
+        """Tracked poses of frames emitted before this window's new ones (frames are emitted once, in order), and of
+        older streams, are needed no more."""
+        if not outputs:
+            return
+        first = (window.epoch, outputs[0].info.seq)
+        while self._tracked and next(iter(self._tracked)) < first:
+            self._tracked.popitem(last=False)
 
     def _arrived_poses(self, window: Window, outputs: list[FrameOutput]) -> None:
         """Each new frame's pose as it was published; a frame not tracked on arrival (live and behind) between the
