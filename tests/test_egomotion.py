@@ -502,3 +502,22 @@ def test_the_motion_model_predicts_from_the_last_frame_as_an_adjustment_moved_it
     odometry.step(12, 12 * FRAME_NS, grey, K, lambda p: depth[p[:, 1].astype(int), p[:, 0].astype(int)] * 1.0,
                   np.eye(4))
     np.testing.assert_array_equal(starts[0], moved)
+
+def test_a_keyframe_s_own_depth_moves_the_points_only_it_sees_and_is_the_prior_of_those_two_views_placed():
+    """On arrival a keyframe's points start at depth carried from another frame; when its own depth is back, a point
+    only the keyframe sees stands at it, while one a later keyframe also saw keeps the place the views gave it
+    (moving it would break what the adjustment made agree) and takes the new depth as its prior."""
+    from fourds_ros.streaming.local_map import LocalMap
+    local_map = LocalMap(window=6)
+    first = local_map.add_keyframe(0, 0, np.eye(4), np.zeros((6, 6)), None, placed=False)
+    pixels = np.array([[160.0, 120.0], [100.0, 80.0]])
+    ids = local_map.add_points(first, pixels, np.array([2.0, 2.0]), K)  # carried: 2 m
+    second = local_map.add_keyframe(1, 1, look(0.0, (0.1, 0.0, 0.0)), np.zeros((6, 6)), None)
+    local_map.observe(second, ids[1:], np.array([[90.0, 80.0]]))
+    seen_twice = local_map.points[int(ids[1])].position.copy()
+    local_map.place(first, lambda p: np.full(len(p), 3.0), K)  # its own: 3 m
+    alone, twice = local_map.points[int(ids[0])], local_map.points[int(ids[1])]
+    assert first.placed
+    assert alone.position[2] == pytest.approx(3.0)
+    np.testing.assert_array_equal(twice.position, seen_twice)
+    assert twice.prior_range == pytest.approx(np.linalg.norm(twice.position / twice.position[2] * 3.0))

@@ -179,7 +179,7 @@ class GeometryStage:
 
     def _place(self, window: Window, result: ModelResult) -> None:
         """On arrival: the new frames' poses are those they were published with; the model's depth of every frame
-        of the window joins the local map, which is then bundle-adjusted (`GeometricOdometry.place`)."""
+        of the window joins the local map (`GeometricOdometry.place`), for the next keyframe's adjustment."""
         with self.lock:
             self._arrived_poses(window, result.outputs)
             if window.epoch != self._tracking_epoch:
