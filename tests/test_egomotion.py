@@ -521,3 +521,28 @@ def test_a_keyframe_s_own_depth_moves_the_points_only_it_sees_and_is_the_prior_o
     assert alone.position[2] == pytest.approx(3.0)
     np.testing.assert_array_equal(twice.position, seen_twice)
     assert twice.prior_range == pytest.approx(np.linalg.norm(twice.position / twice.position[2] * 3.0))
+
+
+def test_points_no_depth_has_placed_yet_hold_the_pose_by_their_epipolar_lines_alone():
+    """A fast turn shows corners whose depth is not back yet: they stand at the view's median depth, wrong by far.
+    Located with the few points placed in depth, they keep the pose by their epipolar lines (their error along the
+    line discounted), are kept as inliers, and do not pull the translation; alone they cannot give a pose."""
+    from fourds_ros.streaming import location
+    rng = np.random.default_rng(3)
+    pixels0 = rng.uniform([5, 5], [155, 115], (120, 2))
+    true_depth = rng.uniform(1.5, 8.0, 120)
+    rays = np.column_stack([(pixels0 - K[:2, 2]) / np.diag(K)[:2], np.ones(120)])
+    world = rays * true_depth[:, None]
+    views = np.where(np.arange(120) < 25, 1, 0)  # 25 placed by the model's depth, 95 only on their rays
+    guessed = np.where(views[:, None] > 0, world, rays * np.median(true_depth))
+    truth = look(4.0, (0.15, 0.02, 0.05))
+    seen = (world - truth[:3, 3]) @ truth[:3, :3]
+    pixels = seen[:, :2] / seen[:, 2:] * np.diag(K)[:2] + K[:2, 2] + rng.normal(0, 0.3, (120, 2))
+    config, predicted = EgomotionConfig(), look(3.0, (0.12, 0.0, 0.03))  # the motion model's, a degree and 3 cm off
+    pose, _, inlier, _ = location.locate(guessed, pixels, np.zeros((120, 3)), views, predicted, K, config)
+    assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.03  # of a 15 cm step
+    assert rotation_angle_deg(pose[:3, :3].T @ truth[:3, :3]) < 0.3
+    assert inlier[views == 0].mean() > 0.9
+    few = views.copy()
+    few[10:25] = 0  # 10 placed in depth: fewer than min_inliers
+    assert isinstance(location.locate(guessed, pixels, np.zeros((120, 3)), few, predicted, K, config), str)

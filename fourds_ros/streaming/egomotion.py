@@ -209,7 +209,8 @@ class GeometricOdometry:
             return
         guess = tracks.now
         if self.motion.velocity is not None:
-            world, usable, _, _ = tracks.mapped
+            world, usable, _, views = tracks.mapped
+            usable = usable & (views > 0)  # a point on its ray alone has no place to predict
             pixels, depth = world_to_pixels(predicted, self.k, world[usable])
             ahead = depth > 1e-6
             guess = tracks.now.copy()
@@ -236,8 +237,8 @@ class GeometricOdometry:
         """(world-from-camera, its covariance, inliers, median error px) of this frame against the map points
         of its tracks, or why it cannot be located. Outlier tracks are dropped."""
         world, usable, origin, views = self.tracks.mapped
-        if usable.sum() < self.config.min_inliers:
-            return f"only {usable.sum()} tracks with a map point"
+        if (usable & (views > 0)).sum() < self.config.min_inliers:
+            return f"only {(usable & (views > 0)).sum()} tracks with a map point placed in depth"
         located = location.locate(world[usable], self.tracks.now[usable].astype(np.float64), origin[usable],
                                   views[usable], predicted, self.k, self.config)
         if isinstance(located, str):

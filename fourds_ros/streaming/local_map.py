@@ -108,14 +108,17 @@ class LocalMap:
                 point.observations[kf.id] = pixel.astype(np.float64)
 
     def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """World positions `(N, 3)` of points `ids`, which of them are usable (not rejected, and placed by a depth
-        prior or by two observations), their origins `(N, 3)` and the keyframes that observe them `(N,)`."""
+        """World positions `(N, 3)` of points `ids`, which of them are usable (not rejected), their origins `(N, 3)`
+        and what places them in depth `(N,)`: the keyframes that observe them, or 0 for a point neither a depth
+        prior nor a second view has placed yet (known only to lie on its ray from its origin)."""
         out, origin = np.full((len(ids), 3), np.nan), np.full((len(ids), 3), np.nan)
         usable, views = np.zeros(len(ids), bool), np.zeros(len(ids), int)
         for i, pid in enumerate(ids):
             point = self.points.get(int(pid))
-            if point is not None and not point.bad and (np.isfinite(point.prior_range) or len(point.observations) > 1):
-                out[i], origin[i], usable[i], views[i] = point.position, point.origin, True, len(point.observations)
+            if point is not None and not point.bad:
+                placed = np.isfinite(point.prior_range) or len(point.observations) > 1
+                out[i], origin[i], usable[i] = point.position, point.origin, True
+                views[i] = len(point.observations) if placed else 0
         return out, usable, origin, views
 
     def recent(self) -> list[Keyframe]:

@@ -20,6 +20,11 @@ from .geometry import inverse, world_to_pixels
 from .settings import EgomotionConfig
 
 BOUND = float(np.sqrt(CHI2_2D_95))  # whitened error of an inlier
+# A point no depth and no second view has placed stands at the median depth of the view: how far a point of a scene
+# may lie from that (log depth, one sigma: a factor e). Its error along its epipolar line is discounted by that
+# much, so a translating camera takes from it little more than the essential matrix's constraint across the line,
+# and a turning one (no line to slide along) its full direction.
+SCENE_LOG_SIGMA = 1.0
 
 
 def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np.ndarray, predicted: np.ndarray,
@@ -29,19 +34,20 @@ def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np
     no pose can be given."""
     along, sigma = depth_direction(predicted, points, origin, views, k, config)
     pose, error = refine(predicted, points, pixels, along, sigma, k, config.noise_px, robust=True)
-    inlier = error < BOUND
-    if inlier.sum() < 0.5 * len(points):  # the prediction was no start: PnP with RANSAC from nothing
-        ok, rvec, tvec, index = cv2.solvePnPRansac(points, pixels, k, None,
-                                                   reprojectionError=float(BOUND * np.median(sigma)),
+    inlier, placed = error < BOUND, views > 0
+    # The prediction was no start: PnP with RANSAC from nothing, on the points placed in depth.
+    if inlier.sum() < 0.5 * len(points) and placed.sum() >= config.min_inliers:
+        ok, rvec, tvec, index = cv2.solvePnPRansac(points[placed], pixels[placed], k, None,
+                                                   reprojectionError=float(BOUND * np.median(sigma[placed])),
                                                    iterationsCount=200, confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
-        if ok and index is not None and len(index) > inlier.sum():
+        if ok and index is not None and len(index) > (inlier & placed).sum():
             camera_from_world = np.eye(4)
             camera_from_world[:3, :3], camera_from_world[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
             pose, error = refine(inverse(camera_from_world), points, pixels, along, sigma, k, config.noise_px,
                                  robust=True)
             inlier = error < BOUND
-    if inlier.sum() < config.min_inliers:
-        return f"{inlier.sum()} of {len(points)} map points agree on a pose"
+    if (inlier & placed).sum() < config.min_inliers:  # the scale needs points placed in depth
+        return f"{(inlier & placed).sum()} of {placed.sum()} map points placed in depth agree on a pose"
     pose, error, covariance = refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier], k,
                                      config.noise_px, robust=False, covariance=True)
     return pose, covariance, inlier, float(np.median(error) * config.noise_px)
@@ -52,7 +58,7 @@ def depth_direction(pose: np.ndarray, points: np.ndarray, origin: np.ndarray, vi
     """How each point's depth error moves its projection in a camera at `pose`: the image direction `(N, 2)` (its
     epipolar line) and the error along it (px, one sigma, with the tracking noise). Each keyframe beyond the
     first that saw the point narrows its depth error (first order, 1/sqrt(views))."""
-    log_sigma = config.depth_prior_sigma / np.sqrt(np.maximum(views, 1))
+    log_sigma = np.where(views > 0, config.depth_prior_sigma / np.sqrt(np.maximum(views, 1)), SCENE_LOG_SIGMA)
     ends = []  # the principal point cancels in their difference and is left out
     for sign in (-1.0, 1.0):
         local = (origin + (points - origin) * np.exp(sign * log_sigma)[:, None] - pose[:3, 3]) @ pose[:3, :3]
