@@ -10,7 +10,8 @@ most `geometry_pixels`, searched from where the constant-velocity motion model p
   dropped and the pose refitted (ORB-SLAM's motion-only bundle adjustment). Where the prediction cannot be
   right (under half the points agree), RANSAC PnP starts over. Every point's position comes from the 4DS depth
   where its track started, refined by bundle adjustment, so the translation has the depth's metric scale from
-  the first frame on and rotation and translation are one fit (no two-view degeneracy in forward motion);
+  the first frame on and rotation and translation are one fit (no two-view degeneracy in forward motion); a
+  point whose depth is not there yet counts by its epipolar line (`location.SCENE_LOG_SIGMA`);
 - a new keyframe is taken when the rotation-compensated parallax since the last passes `keyframe_deg` or too
   few of its tracks are left; fresh corners fill the image (spread over a grid), and the recent keyframes and
   their points are bundle-adjusted (`bundle_adjustment.py`) with the 4DS depth as each point's prior;
@@ -21,7 +22,8 @@ most `geometry_pixels`, searched from where the constant-velocity motion model p
 On arrival (`odometry.on_arrival`, the default): each frame is tracked and located as it arrives, so its pose is
 published without waiting for its window; a keyframe made then starts its points at the newest depth carried
 into its view (`keyframe_depth.py`) and is bundle-adjusted at once; its points take the model's depth of their
-own frame when its window comes back (`place`), which the next keyframe's adjustment builds on.
+own frame as their prior when its window comes back (`place`; only those no later keyframe saw move to it),
+which the next keyframe's adjustment builds on.
 
 Modes: `geometric` (the above), `readout` (the pose readout alone, composed across windows), `fused` (per
 frame, the located motion since the keyframe and the readout's blended by their covariances).
