@@ -239,8 +239,8 @@ class GeometricOdometry:
         """(world-from-camera, its covariance, inliers, median error px) of this frame against the map points
         of its tracks, or why it cannot be located. Outlier tracks are dropped."""
         world, usable, origin, views = self.tracks.mapped
-        if (usable & (views > 0)).sum() < self.config.min_inliers:
-            return f"only {(usable & (views > 0)).sum()} tracks with a map point placed in depth"
+        if (placed := int((usable & (views > 0)).sum())) < self.config.min_inliers:
+            return f"only {placed} tracks with a map point placed in depth"
         located = location.locate(world[usable], self.tracks.now[usable].astype(np.float64), origin[usable],
                                   views[usable], predicted, self.k, self.config)
         if isinstance(located, str):

@@ -46,8 +46,8 @@ def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np
             pose, error = refine(inverse(camera_from_world), points, pixels, along, sigma, k, config.noise_px,
                                  robust=True)
             inlier = error < BOUND
-    if (inlier & placed).sum() < config.min_inliers:  # the scale needs points placed in depth
-        return f"{(inlier & placed).sum()} of {placed.sum()} map points placed in depth agree on a pose"
+    if (agree := int((inlier & placed).sum())) < config.min_inliers:  # the scale needs points placed in depth
+        return f"{agree} of {placed.sum()} map points placed in depth agree on a pose"
     pose, error, covariance = refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier], k,
                                      config.noise_px, robust=False, covariance=True)
     return pose, covariance, inlier, float(np.median(error) * config.noise_px)
