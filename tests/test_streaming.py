@@ -171,12 +171,13 @@ class Collector:
         assert len(self.outputs) >= count, f"got {len(self.outputs)} outputs, expected {count}"
 
 
-def _push_clip(pipeline, clip, start_ns=0, period_ns=33_000_000, settle=False):
+def _push_clip(pipeline, clip, start_ns=0, period_ns=33_000_000, settle=False, received=None):
     """Push `clip`; with `settle`, each frame waits until the pipeline is idle, so no window is ever replaced
-    by a newer one, however slow this machine is."""
+    by a newer one, however slow this machine is; `received()` gives each frame's receive time (as rclpy's message
+    info does)."""
     for i, frame in enumerate(clip):
         pipeline.push("rgb8", frame.shape[0], frame.shape[1], frame.shape[1] * 3, frame.tobytes(),
-                      start_ns + i * period_ns, "camera_optical")
+                      start_ns + i * period_ns, "camera_optical", None if received is None else received())
         if settle:
             pipeline.wait_idle()
 
@@ -247,6 +248,25 @@ def test_a_live_camera_faster_than_the_tracking_is_tracked_as_fast_as_it_can_be_
         np.testing.assert_array_equal(by_stamp[o.info.stamp_ns].world_from_camera, o.world_from_camera)
     on_arrival = [m for m in motions if m.egomotion_source != "interpolated"]
     assert 1 <= len(on_arrival) < 64
+
+
+@pytest.mark.parametrize("waited_s, tracked", [(0.0, "all"), (10.0, "the first")])
+def test_a_live_frame_is_late_by_its_own_receive_time_not_by_its_stamps(stream_model, waited_s, tracked):
+    """Frames stamped 1 ns apart (a bag played far slower than its stamps) but each received just before it is
+    pushed are not late: every one is tracked on arrival, where the stamps alone would leave most to their windows.
+    Frames that waited 10 s in a queue are late: only a stream's first is tracked on arrival."""
+    outputs, motions = Collector(), []
+    pipeline = StreamingPipeline(create_backend("onnxruntime", stream_model), StreamConfig(window_hop=4, point_tracks=0),
+                                 outputs, on_motion=motions.append, live=True)
+    try:
+        _push_clip(pipeline, moving_pattern_clip(32, 240, 320), period_ns=1, settle=True,
+                   received=lambda: time.time_ns() - int(waited_s * 1e9))
+        outputs.wait_for(32)
+    finally:
+        pipeline.close()
+    on_arrival = [m for m in motions if m.egomotion_source != "interpolated"]
+    assert len(motions) == 32
+    assert len(on_arrival) == (32 if tracked == "all" else 1)
 
 
 def test_bad_frames_and_discontinuities_keep_the_stream_going(stream_model, caplog):

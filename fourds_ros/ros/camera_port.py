@@ -49,19 +49,21 @@ class CameraPort:
         node.create_subscription(PointCloud2, topic("tracks/point_seeds"), self._on_point_cloud, 10)
 
     # Images -----------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        self._push(msg.encoding, msg.height, msg.width, msg.step, msg)
+    # Both take rclpy's message info: its `received_timestamp` (system clock, ns) is when the middleware received the
+    # frame, so the tracking can tell how long the frame waited in the subscription's queue.
+    def _on_image(self, msg: Image, info: dict) -> None:
+        self._push(msg.encoding, msg.height, msg.width, msg.step, info.get("received_timestamp"), msg)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
+    def _on_compressed(self, msg: CompressedImage, info: dict) -> None:
         """jpeg/png frames (the compressed image_transport), decoded by the pipeline's intake."""
-        self._push(COMPRESSED, 0, 0, 0, msg)
+        self._push(COMPRESSED, 0, 0, 0, info.get("received_timestamp"), msg)
 
-    def _push(self, encoding: str, height: int, width: int, step: int, msg) -> None:
-        if self._wait_for_camera_info(encoding, height, width, step, msg):
+    def _push(self, encoding: str, height: int, width: int, step: int, received_ns: int | None, msg) -> None:
+        if self._wait_for_camera_info(encoding, height, width, step, received_ns, msg):
             return
         try:
             self.stream.push(encoding, height, width, step, msg.data, Time.from_msg(msg.header.stamp).nanoseconds,
-                             msg.header.frame_id)
+                             msg.header.frame_id, received_ns or None)
         except ImageError as exc:
             if "unsupported encoding" in str(exc):
                 if encoding not in self.reported_encodings:  # once per encoding, not per frame

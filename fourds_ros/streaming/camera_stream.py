@@ -55,10 +55,13 @@ class CameraStream:
         self._last_tracking_error = 0.0
 
     # Subscription side ------------------------------------------------------
-    def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
+    def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str,
+             received_ns: int | None = None) -> None:
         """Accept one camera frame: a sensor_msgs/Image encoding, or `contract.COMPRESSED` for jpeg/png bytes.
         Raises `ImageError` (the frame is rejected, nothing else changes). One camera's frames come from one
-        thread at a time (a subscription's callback): each is tracked before its window can be requested."""
+        thread at a time (a subscription's callback): each is tracked before its window can be requested.
+        `received_ns`: when the middleware received it (system clock), which tells a live stream's tracking how
+        late the frame already is."""
         self.stats.frames_received += 1
         try:
             frame = self.intake.prepare(encoding, height, width, step, data)
@@ -75,15 +78,15 @@ class CameraStream:
             admitted = self.intake.admit(frame, stamp_ns, frame_id)
             arrival = self.intake.arrival() if admitted and self.geometry.on_arrival else None
         if arrival is not None:
-            self._track(arrival)
+            self._track(arrival, received_ns)
         if admitted:
             with self.scheduler.lock:
                 self.scheduler.frame_accepted()
 
-    def _track(self, arrival: Window) -> None:
+    def _track(self, arrival: Window, received_ns: int | None) -> None:
         """The frame's pose on arrival, handed to `on_motion`; a failure costs this pose, never the frame."""
         try:
-            motion = self.geometry.track(arrival)
+            motion = self.geometry.track(arrival, received_ns)
         except Exception as exc:
             now = time.monotonic()
             if now - self._last_tracking_error > 5.0:

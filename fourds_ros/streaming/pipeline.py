@@ -102,9 +102,10 @@ class StreamingPipeline:
         return self._only
 
     # The single camera's calls ------------------------------------------------
-    def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str) -> None:
+    def push(self, encoding: str, height: int, width: int, step: int, data, stamp_ns: int, frame_id: str,
+             received_ns: int | None = None) -> None:
         """See `CameraStream.push`."""
-        self.camera().push(encoding, height, width, step, data, stamp_ns, frame_id)
+        self.camera().push(encoding, height, width, step, data, stamp_ns, frame_id, received_ns)
 
     def set_camera_matrix(self, k: np.ndarray | None, distortion: tuple[str, np.ndarray] | None = None,
                           size: tuple[int, int] | None = None) -> None:
