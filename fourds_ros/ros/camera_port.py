@@ -52,18 +52,18 @@ class CameraPort:
     # Both take rclpy's message info: its `received_timestamp` (system clock, ns) is when the middleware received the
     # frame, so the tracking can tell how long the frame waited in the subscription's queue.
     def _on_image(self, msg: Image, info: dict) -> None:
-        self._push(msg.encoding, msg.height, msg.width, msg.step, info.get("received_timestamp"), msg)
+        self._push(msg.encoding, msg.height, msg.width, msg.step, _received_ns(info), msg)
 
     def _on_compressed(self, msg: CompressedImage, info: dict) -> None:
         """jpeg/png frames (the compressed image_transport), decoded by the pipeline's intake."""
-        self._push(COMPRESSED, 0, 0, 0, info.get("received_timestamp"), msg)
+        self._push(COMPRESSED, 0, 0, 0, _received_ns(info), msg)
 
     def _push(self, encoding: str, height: int, width: int, step: int, received_ns: int | None, msg) -> None:
         if self._wait_for_camera_info(encoding, height, width, step, received_ns, msg):
             return
         try:
             self.stream.push(encoding, height, width, step, msg.data, Time.from_msg(msg.header.stamp).nanoseconds,
-                             msg.header.frame_id, received_ns or None)
+                             msg.header.frame_id, received_ns)
         except ImageError as exc:
             if "unsupported encoding" in str(exc):
                 if encoding not in self.reported_encodings:  # once per encoding, not per frame
@@ -180,3 +180,8 @@ class CameraPort:
     def health(self) -> dict[str, object]:
         return {**self.stream.health(), "camera_info": "received" if self.camera_info_seen and
                 self.outputs.camera_info is not None else "none"}
+
+
+def _received_ns(info: dict) -> int | None:
+    """The middleware's receive time of a message (system clock, ns); None where it gives none (0 or absent)."""
+    return info.get("received_timestamp") or None

@@ -60,8 +60,9 @@ class CameraStream:
         """Accept one camera frame: a sensor_msgs/Image encoding, or `contract.COMPRESSED` for jpeg/png bytes.
         Raises `ImageError` (the frame is rejected, nothing else changes). One camera's frames come from one
         thread at a time (a subscription's callback): each is tracked before its window can be requested.
-        `received_ns`: when the middleware received it (system clock), which tells a live stream's tracking how
-        late the frame already is."""
+        `received_ns`: when the middleware received it (system clock; default now), which tells a live stream's
+        tracking how late the frame already is."""
+        received_ns = time.time_ns() if received_ns is None else received_ns
         self.stats.frames_received += 1
         try:
             frame = self.intake.prepare(encoding, height, width, step, data)
@@ -83,7 +84,7 @@ class CameraStream:
             with self.scheduler.lock:
                 self.scheduler.frame_accepted()
 
-    def _track(self, arrival: Window, received_ns: int | None) -> None:
+    def _track(self, arrival: Window, received_ns: int) -> None:
         """The frame's pose on arrival, handed to `on_motion`; a failure costs this pose, never the frame."""
         try:
             motion = self.geometry.track(arrival, received_ns)

@@ -45,13 +45,12 @@ class GeometryStage:
     def __init__(self, config: StreamConfig, heads: tuple[str, ...], point_tracks: bool, log: logging.Logger,
                  live: bool = False):
         """`live`: frames arrive in real time (the node): bundle adjustments are solved in a child process, and
-        when the tracking falls more than `MAX_TRACKING_LAG_S` behind the camera (the frame's wait since the
-        middleware received it; without a receive time, a leaky bucket of the tracking's cost against the stamps'
-        intervals), a frame is not tracked on arrival but interpolated with its window, so no queue builds."""
+        when a frame has waited more than `MAX_TRACKING_LAG_S` since it was received (a queue in the subscription
+        or behind the tracking), it is not tracked on arrival but interpolated with its window, so no queue
+        builds."""
         self.config, self.log, self.live = config, log, live
         geometric = config.egomotion != "readout" and "pose" in heads
         self.odometry = GeometricOdometry(config.odometry, config.egomotion, log, live) if geometric else None
-        self._behind: tuple[int | None, float] = (None, 0.0)  # the last arrival's stamp, tracking time owed (s)
         self._placed: tuple | None = None  # the last tracked estimate given to a window's frame: it, stamp, epoch
         # The readout a fused pose blends in is only there once the window is back.
         self.on_arrival = geometric and config.odometry.on_arrival and config.egomotion == "geometric"
@@ -85,20 +84,15 @@ class GeometryStage:
         if self.odometry is not None:
             self.odometry.close()
 
-    def track(self, arrival: Window, received_ns: int | None = None) -> FrameOutput | None:
+    def track(self, arrival: Window, received_ns: int) -> FrameOutput | None:
         """On arrival: the pose of the newest frame (`FrameIntake.arrival`), tracked against the local map before
-        its window has been through the model; None for a frame left to its window (live and behind). How far
-        behind: since `received_ns` (the middleware's receive time, system clock), which shows a queue in the
-        subscription and not a bag played slower than its stamps; without it, the leaky bucket on the stamps."""
+        its window has been through the model; None for a frame left to its window (live and behind: it was
+        received, system clock, at `received_ns`, more than `MAX_TRACKING_LAG_S` ago). The receive time, not the
+        stamps: a queue shows, a bag replayed slower than its stamps does not."""
         info, k = arrival.infos[0], self._camera_matrix(arrival)
-        last_stamp, owed_s = self._behind
-        interval_s = 0.0 if last_stamp is None else max(info.stamp_ns - last_stamp, 0) * 1e-9
-        owed_s = max(owed_s - interval_s, 0.0)
-        self._behind = (info.stamp_ns, owed_s)
-        late_s = owed_s if received_ns is None else (time.time_ns() - received_ns) * 1e-9
+        late_s = (time.time_ns() - received_ns) * 1e-9
         if self.live and arrival.epoch == self._tracking_epoch and late_s > MAX_TRACKING_LAG_S:
             return None
-        started = time.perf_counter()
         with self.lock:
             if arrival.epoch != self._tracking_epoch:  # a restarted stream: a new map from its first frame
                 self._tracking_epoch = arrival.epoch
@@ -107,7 +101,6 @@ class GeometryStage:
             self._tracked[(arrival.epoch, info.seq)] = estimate
             while len(self._tracked) > TRACKED_KEPT:
                 self._tracked.popitem(last=False)
-        self._behind = (info.stamp_ns, owed_s + time.perf_counter() - started)
         out = FrameOutput(info, arrival.pixel_map, arrival.source_size)
         self._set_pose(out, estimate)
         return out
