@@ -315,6 +315,33 @@ def test_tracks_on_a_moving_object_are_outliers_of_a_moving_camera():
     assert np.linalg.norm(last[:3, 3] - ref[:3, 3]) < 0.12 * np.linalg.norm(ref[:3, 3]) + 0.005
 
 
+def test_a_frame_noisier_than_modelled_is_located_at_its_own_noise():
+    """A fast turn's blur moves every track by more than the modelled tracking noise (0.5 px): too few would agree
+    at its bound for a pose. Such a frame is located again at the noise its errors show, with a covariance that
+    widens as much; a frame within the modelled noise is located at it."""
+    from fourds_ros.streaming import location
+    rng = np.random.default_rng(5)
+    truth = look(10.0, (0.1, 0.0, -1.0))
+    pixels = rng.uniform([5, 5], [SIZE[1] - 5, SIZE[0] - 5], (60, 2))
+    depth = rng.uniform(2.0, 4.0, 60)
+    camera = np.c_[(pixels - K[:2, 2]) / np.diag(K)[:2], np.ones(60)] * depth[:, None]
+    points = camera @ truth[:3, :3].T + truth[:3, 3]
+    origin = np.repeat(truth[:3, 3][None], 60, 0)  # seen from here: a depth error does not move them in this view
+    predicted = truth.copy()
+    predicted[:3, 3] += [0.01, -0.01, 0.02]
+    config, sigmas = EgomotionConfig(noise_px=0.5), []
+    for noise_px in (0.5, 3.0):
+        located = location.locate(points, pixels + rng.normal(0.0, noise_px, pixels.shape), origin,
+                                  np.ones(60, int), predicted, K, config)
+        assert not isinstance(located, str), (noise_px, located)
+        pose, covariance, inlier, residual = located
+        assert inlier.sum() > 0.8 * 60 and residual < 1.5 * noise_px, (noise_px, inlier.sum(), residual)
+        error = np.r_[pose[:3, 3] - truth[:3, 3], Rotation.from_matrix(pose[:3, :3] @ truth[:3, :3].T).as_rotvec()]
+        assert metrics.nees(error, covariance) < metrics.CHI2_6DOF_3SIGMA, noise_px
+        sigmas.append(np.sqrt(np.trace(covariance[:3, :3])))
+    assert sigmas[1] > 3.0 * sigmas[0], sigmas  # six times the noise: about six times the sigma
+
+
 def test_a_textureless_stretch_falls_back_to_the_readout_with_a_large_covariance_and_no_nan():
     flat = (np.full(SIZE, 128, np.uint8), np.full(SIZE, 2.0, np.float32))
     textured = [render(look(0, (0.02 * i, 0, -1.5)), K, SIZE) for i in range(4)]
@@ -408,10 +435,11 @@ def test_point_refinement_lands_on_the_true_projection_to_a_fraction_of_a_pixel(
 def test_a_bundle_adjustment_solved_in_its_own_process_is_the_one_solved_here_and_a_stale_one_is_not_applied():
     """The node solves its adjustments in a child process while frames are tracked: the same map gives the same
     solution there; one that comes back after the map was replaced (a restart) is dropped, not written to the new
-    map, whose point ids start over."""
+    map, whose point ids start over. The child runs at a lower priority than the node."""
     import copy
     import logging
-    from fourds_ros.streaming.adjustment_process import Adjuster
+    import os
+    from fourds_ros.streaming.adjustment_process import NICENESS, Adjuster
     from fourds_ros.streaming.egomotion import EgomotionStats
     truth = [look(1.0 * i, (0.03 * i, 0.0, -1.5)) for i in range(12)]
     _, odometry = run(truth, depth_error=0.1)
@@ -424,6 +452,9 @@ def test_a_bundle_adjustment_solved_in_its_own_process_is_the_one_solved_here_an
             adjuster.request(target, K)
             adjuster.process.wait()
             adjuster.collect(there, K, odometry.tracks.point)  # `stale`'s solution arrives after it was replaced
+        # It gives way to the frames where the cores are short.
+        assert os.getpriority(os.PRIO_PROCESS, adjuster.process.pid) == \
+            min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
     finally:
         adjuster.close()
     assert adjuster.stats.bundle_adjustments == 1

@@ -3,10 +3,11 @@ error shaped by its depth's uncertainty.
 
 The pose is the one that best reprojects the tracked points, from the motion model's prediction, with a Huber loss
 at the chi-square 95% bound (2.45 sigma); outliers are dropped and the pose refitted; where under half of the points
-agree with the prediction, RANSAC PnP starts over. A point only the 4DS depth placed is as good as that depth
-(`depth_prior_sigma`), and a depth error moves its projection only along its epipolar line: the error is whitened
-by that along the line and by the tracking noise across it, so the epipolar constraint keeps its full weight
-however wrong the depth is, and the depth gives the scale (and the conditioning of forward motion).
+agree with the prediction, RANSAC PnP starts over; where too few agree for a pose, the frame is fitted again at its
+own noise (a fast turn's blur), never at less than the modelled. A point only the 4DS depth placed is as good as
+that depth (`depth_prior_sigma`), and a depth error moves its projection only along its epipolar line: the error is
+whitened by that along the line and by the tracking noise across it, so the epipolar constraint keeps its full
+weight however wrong the depth is, and the depth gives the scale (and the conditioning of forward motion).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .geometry import inverse, world_to_pixels
 from .settings import EgomotionConfig
 
 BOUND = float(np.sqrt(CHI2_2D_95))  # whitened error of an inlier
+RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))  # median length of a two-dimensional unit Gaussian error
 # A point no depth and no second view has placed stands at the median depth of the view: how far a point of a scene
 # may lie from that (log depth, one sigma: a factor e). Its error along its epipolar line is discounted by that
 # much, so a translating camera takes from it little more than the essential matrix's constraint across the line,
@@ -32,8 +34,30 @@ def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np
     """(world-from-camera, its covariance, which points are inliers, their median error in px) of a camera that
     sees world `points` at `pixels`; `origin` and `views` of each point as `LocalMap.positions` gives them. Or why
     no pose can be given."""
-    along, sigma = depth_direction(predicted, points, origin, views, k, config)
-    pose, error = refine(predicted, points, pixels, along, sigma, k, config.noise_px, robust=True)
+    placed, noise = views > 0, config.noise_px
+    pose, error, inlier, along, sigma = _fit(points, pixels, origin, views, predicted, k, config, noise)
+    if (agree := int((inlier & placed).sum())) < config.min_inliers and placed.sum() >= config.min_inliers:
+        # Too few agree at the modelled noise: on a fast turn, blur and a rolling shutter move every track by more
+        # than that. The frame's own noise, from the median of its errors (robust while under half are outliers;
+        # a two-dimensional unit Gaussian's error has median RAYLEIGH_MEDIAN), gates it again, never tighter.
+        scale = float(np.median(error[placed])) / RAYLEIGH_MEDIAN
+        if scale > 1.0:
+            noise = config.noise_px * scale
+            pose, error, inlier, along, sigma = _fit(points, pixels, origin, views, pose, k, config, noise)
+            agree = int((inlier & placed).sum())
+    if agree < config.min_inliers:  # the scale needs points placed in depth
+        return f"{agree} of {placed.sum()} map points placed in depth agree on a pose"
+    pose, error, covariance = refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier], k,
+                                     noise, robust=False, covariance=True)
+    return pose, covariance, inlier, float(np.median(error) * noise)
+
+
+def _fit(points, pixels, origin, views, start, k, config, noise):
+    """The robust fit from `start` at tracking noise `noise` (px), started over by RANSAC PnP on the points placed
+    in depth where under half of all agree: the pose, each point's whitened error, the inliers, and the whitening
+    (`depth_direction`'s)."""
+    along, sigma = depth_direction(start, points, origin, views, k, config, noise)
+    pose, error = refine(start, points, pixels, along, sigma, k, noise, robust=True)
     inlier, placed = error < BOUND, views > 0
     # The prediction was no start: PnP with RANSAC from nothing, on the points placed in depth.
     if inlier.sum() < 0.5 * len(points) and placed.sum() >= config.min_inliers:
@@ -43,18 +67,13 @@ def locate(points: np.ndarray, pixels: np.ndarray, origin: np.ndarray, views: np
         if ok and index is not None and len(index) > (inlier & placed).sum():
             camera_from_world = np.eye(4)
             camera_from_world[:3, :3], camera_from_world[:3, 3] = cv2.Rodrigues(rvec)[0], tvec.ravel()
-            pose, error = refine(inverse(camera_from_world), points, pixels, along, sigma, k, config.noise_px,
-                                 robust=True)
+            pose, error = refine(inverse(camera_from_world), points, pixels, along, sigma, k, noise, robust=True)
             inlier = error < BOUND
-    if (agree := int((inlier & placed).sum())) < config.min_inliers:  # the scale needs points placed in depth
-        return f"{agree} of {placed.sum()} map points placed in depth agree on a pose"
-    pose, error, covariance = refine(pose, points[inlier], pixels[inlier], along[inlier], sigma[inlier], k,
-                                     config.noise_px, robust=False, covariance=True)
-    return pose, covariance, inlier, float(np.median(error) * config.noise_px)
+    return pose, error, inlier, along, sigma
 
 
 def depth_direction(pose: np.ndarray, points: np.ndarray, origin: np.ndarray, views: np.ndarray, k: np.ndarray,
-                    config: EgomotionConfig) -> tuple[np.ndarray, np.ndarray]:
+                    config: EgomotionConfig, noise_px: float) -> tuple[np.ndarray, np.ndarray]:
     """How each point's depth error moves its projection in a camera at `pose`: the image direction `(N, 2)` (its
     epipolar line) and the error along it (px, one sigma, with the tracking noise). Each keyframe beyond the
     first that saw the point narrows its depth error (first order, 1/sqrt(views))."""
@@ -67,7 +86,7 @@ def depth_direction(pose: np.ndarray, points: np.ndarray, origin: np.ndarray, vi
     span = 0.5 * (ends[1] - ends[0])
     depth_px = np.linalg.norm(span, axis=1)
     direction = np.where(depth_px[:, None] > 1e-9, span / np.maximum(depth_px, 1e-9)[:, None], [1.0, 0.0])
-    return direction, np.sqrt(config.noise_px ** 2 + depth_px ** 2)
+    return direction, np.sqrt(noise_px ** 2 + depth_px ** 2)
 
 
 def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.ndarray, sigma: np.ndarray,
