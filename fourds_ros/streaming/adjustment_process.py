@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 from multiprocessing.connection import Connection
 
@@ -26,15 +25,8 @@ from . import bundle_adjustment
 from .local_map import LocalMap
 from .settings import EgomotionConfig
 
-# The child's scheduling niceness (Linux: 0 normal, 19 the lowest): the adjustments take only the CPU the frame
-# path (subscriptions, tracking, inference) leaves, so where the cores are short an adjustment waits (a keyframe
-# made meanwhile is adjusted by the next) and never a frame or a window. At 10 a normal-priority thread still ceded
-# it a tenth of a shared core: 10 of 2,229 windows replaced in the node benchmark's 5 minutes.
-NICENESS = 19
-
 
 def _serve(connection: Connection) -> None:
-    os.nice(NICENESS)
     while True:
         try:
             job = connection.recv()
@@ -58,10 +50,6 @@ class AdjustmentProcess:
         self._process.start()
         child.close()
         self.busy = False
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
 
     def submit(self, todo: bundle_adjustment.Problem, *args) -> None:
         """Start solving `todo` (`bundle_adjustment.solve`'s other arguments follow); only when not `busy`."""
