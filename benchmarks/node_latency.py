@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--backend", default="onnxruntime")
     parser.add_argument("--size", default="480x640", help="camera image HxW")
     parser.add_argument("--domain", type=int, default=87)
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a further node parameter (repeatable), e.g. threads:=1")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
@@ -112,7 +114,8 @@ def main() -> None:
         for i, frame in enumerate(moving_pattern_clip(90, height, width)):
             cv2.imwrite(str(frames / f"{i:04d}.png"), frame[..., ::-1])
         node = NodeProcess("perception_node", ["--ros-args", "--params-file", REPO / "config" / "perception.yaml",
-                                               "-p", f"model_dir:={model_dir}", "-p", f"backend:={args.backend}"],
+                                               "-p", f"model_dir:={model_dir}", "-p", f"backend:={args.backend}",
+                                               *(arg for param in args.param for arg in ("-p", param))],
                            args.domain, tmp)
         recorder = publisher = None
         try:
@@ -150,6 +153,7 @@ def main() -> None:
     report = {
         "benchmark": "node_latency", "device": cpu_name(), "duration_s": args.duration,
         "input": {"rate_hz": 30.0, "size": [height, width], "encoding": "rgb8"},
+        "parameters": args.param,
         "model": portable_path(args.model) if args.model else f"{DEFAULT_PRESET} (random weights)", "backend": diag.get("backend"),
         "window": {"len": 16, "hop": 4, "stride": 1},
         "end_to_end_latency_ms": {"p50": round(float(np.percentile(steady, 50)), 1),

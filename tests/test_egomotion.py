@@ -342,6 +342,25 @@ def test_a_frame_noisier_than_modelled_is_located_at_its_own_noise():
     assert sigmas[1] > 3.0 * sigmas[0], sigmas  # six times the noise: about six times the sigma
 
 
+def test_the_location_s_jacobian_is_the_derivative_of_its_errors():
+    """The frame's location is solved with an analytic Jacobian: it must be the errors' derivative wherever the
+    solver evaluates it (a turn far from the start, points near and far, along and across their lines)."""
+    from scipy.optimize import approx_fprime
+
+    from fourds_ros.streaming import location
+    rng = np.random.default_rng(11)
+    start = look(20.0, (0.3, -0.1, -1.0))
+    points = rng.uniform([-2.0, -1.5, 1.0], [2.0, 1.5, 6.0], (40, 3))
+    along = rng.normal(size=(40, 2))
+    along /= np.linalg.norm(along, axis=1)[:, None]
+    _, errors, jacobian = location.reprojection(start, points, rng.uniform(0, 200, (40, 2)), along,
+                                                rng.uniform(0.5, 5.0, 40), K, 0.5)
+    for x in (np.zeros(6), np.r_[0.3, -0.2, 0.4, 0.1, 0.05, -0.2], np.r_[1e-7, 0.0, 0.0, 0.0, 0.0, 0.0]):
+        numeric = np.array([approx_fprime(x, lambda v, row=row: errors(v).ravel()[row], 1e-7)
+                            for row in range(80)])
+        assert np.allclose(jacobian(x), numeric, rtol=1e-4, atol=1e-3 * np.abs(numeric).max()), x
+
+
 def test_a_textureless_stretch_falls_back_to_the_readout_with_a_large_covariance_and_no_nan():
     flat = (np.full(SIZE, 128, np.uint8), np.full(SIZE, 2.0, np.float32))
     textured = [render(look(0, (0.02 * i, 0, -1.5)), K, SIZE) for i in range(4)]

@@ -95,20 +95,8 @@ def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.
     that best reprojects `points` onto `pixels`, each error weighed by `sigma` (px) in the direction `along` and by
     the tracking `noise` across it; each point's whitened error (sigmas); with `covariance`, the pose's (x, y, z,
     then rotation about x, y, z)."""
-    across = np.stack([-along[:, 1], along[:, 0]], 1)
-    r0, c0 = start[:3, :3], start[:3, 3]
-
-    def pose_of(x):
-        out = np.eye(4)
-        out[:3, :3] = Rotation.from_rotvec(x[:3]).as_matrix() @ r0
-        out[:3, 3] = c0 + x[3:]
-        return out
-
-    def errors(x):
-        e = world_to_pixels(pose_of(x), k, points)[0] - pixels
-        return np.stack([np.sum(e * along, 1) / sigma, np.sum(e * across, 1) / noise], 1)
-
-    fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), method="trf",
+    pose_of, errors, jacobian = reprojection(start, points, pixels, along, sigma, k, noise)
+    fit = least_squares(lambda x: errors(x).ravel(), np.zeros(6), jac=jacobian, method="trf",
                         loss="huber" if robust else "linear", f_scale=BOUND, max_nfev=50)
     pose, error = pose_of(fit.x), np.linalg.norm(errors(fit.x), axis=1)
     if not covariance:
@@ -121,3 +109,60 @@ def refine(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.
     rotation_position = factor * np.linalg.pinv(fit.jac.T @ fit.jac)
     order = [3, 4, 5, 0, 1, 2]
     return pose, error, rotation_position[np.ix_(order, order)]
+
+
+def reprojection(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, along: np.ndarray, sigma: np.ndarray,
+                 k: np.ndarray, noise: float):
+    """`refine`'s problem in its unknown x (a world-frame rotation vector, then a position offset, from `start`):
+    the pose at x, the whitened errors `(N, 2)` (along each point's `along`, then across it) and their Jacobian
+    `(2N, 6)`."""
+    across = np.stack([-along[:, 1], along[:, 0]], 1)
+    r0, c0 = start[:3, :3], start[:3, 3]
+    # The rows' directions in pixels, each whitened: (N, 2 rows, 2 pixel axes).
+    rows = np.stack([along / sigma[:, None], across / noise], 1)
+
+    def pose_of(x):
+        out = np.eye(4)
+        out[:3, :3] = Rotation.from_rotvec(x[:3]).as_matrix() @ r0
+        out[:3, 3] = c0 + x[3:]
+        return out
+
+    def errors(x):
+        e = world_to_pixels(pose_of(x), k, points)[0] - pixels
+        return np.einsum("nij,nj->ni", rows, e)
+
+    def jacobian(x):
+        """d errors / d x, analytic (a finite-difference Jacobian costs six more projections an iteration)."""
+        pose = pose_of(x)
+        rotation, offset = pose[:3, :3], points - pose[:3, 3]
+        local = offset @ rotation
+        z = np.maximum(local[:, 2], 1e-6)
+        # d pixel / d local point (N, 2, 3)
+        d_pixel = np.zeros((len(points), 2, 3))
+        d_pixel[:, 0, 0], d_pixel[:, 0, 2] = k[0, 0] / z, -k[0, 0] * local[:, 0] / z ** 2
+        d_pixel[:, 1, 1], d_pixel[:, 1, 2] = k[1, 1] / z, -k[1, 1] * local[:, 1] / z ** 2
+        # A step d of the rotation vector turns the camera by left_jacobian(x) @ d in the world; the local point
+        # moves by R^T (offset x that turn), and by -R^T with the position.
+        d_local = np.empty((len(points), 3, 6))
+        d_local[:, :, :3] = np.einsum("ji,njk->nik", rotation, _cross_matrices(offset)) @ _left_jacobian(x[:3])
+        d_local[:, :, 3:] = -rotation.T
+        return np.einsum("nij,njk,nkl->nil", rows, d_pixel, d_local).reshape(-1, 6)
+
+    return pose_of, errors, jacobian
+
+
+def _cross_matrices(v: np.ndarray) -> np.ndarray:
+    """`(N, 3, 3)`: each row's cross-product matrix, [v]x w = v x w."""
+    out = np.zeros((len(v), 3, 3))
+    out[:, 0, 1], out[:, 0, 2], out[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
+    out[:, 1, 0], out[:, 2, 0], out[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
+    return out
+
+
+def _left_jacobian(rotvec: np.ndarray) -> np.ndarray:
+    """SO(3)'s left Jacobian: exp(r + d) = exp(J d) exp(r) to first order."""
+    theta = float(np.linalg.norm(rotvec))
+    w = _cross_matrices(rotvec[None])[0]
+    if theta < 1e-5:  # the series' first terms
+        return np.eye(3) + w / 2 + w @ w / 6
+    return (np.eye(3) + (1 - np.cos(theta)) / theta ** 2 * w + (theta - np.sin(theta)) / theta ** 3 * w @ w)
