@@ -137,32 +137,23 @@ def reprojection(start: np.ndarray, points: np.ndarray, pixels: np.ndarray, alon
         rotation, offset = pose[:3, :3], points - pose[:3, 3]
         local = offset @ rotation
         z = np.maximum(local[:, 2], 1e-6)
-        # d pixel / d local point (N, 2, 3)
+        # d pixel / d camera point (N, 2, 3), then d error / d world point: the camera point is R^T (P - c).
         d_pixel = np.zeros((len(points), 2, 3))
         d_pixel[:, 0, 0], d_pixel[:, 0, 2] = k[0, 0] / z, -k[0, 0] * local[:, 0] / z ** 2
         d_pixel[:, 1, 1], d_pixel[:, 1, 2] = k[1, 1] / z, -k[1, 1] * local[:, 1] / z ** 2
-        # A step d of the rotation vector turns the camera by left_jacobian(x) @ d in the world; the local point
-        # moves by R^T (offset x that turn), and by -R^T with the position.
-        d_local = np.empty((len(points), 3, 6))
-        d_local[:, :, :3] = np.einsum("ji,njk->nik", rotation, _cross_matrices(offset)) @ _left_jacobian(x[:3])
-        d_local[:, :, 3:] = -rotation.T
-        return np.einsum("nij,njk,nkl->nil", rows, d_pixel, d_local).reshape(-1, 6)
+        d_world = np.einsum("nij,njk->nik", rows, d_pixel) @ rotation.T
+        # A step of the position moves the point by minus that. A step d of the rotation vector turns the camera by
+        # w = left_jacobian(x) d, which moves the point as (P - c) x w would: d error = (d_world x (P - c)) . w.
+        turn = np.cross(d_world, offset[:, None, :]) @ _left_jacobian(x[:3])
+        return np.concatenate([turn, -d_world], axis=2).reshape(-1, 6)
 
     return pose_of, errors, jacobian
-
-
-def _cross_matrices(v: np.ndarray) -> np.ndarray:
-    """`(N, 3, 3)`: each row's cross-product matrix, [v]x w = v x w."""
-    out = np.zeros((len(v), 3, 3))
-    out[:, 0, 1], out[:, 0, 2], out[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
-    out[:, 1, 0], out[:, 2, 0], out[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
-    return out
 
 
 def _left_jacobian(rotvec: np.ndarray) -> np.ndarray:
     """SO(3)'s left Jacobian: exp(r + d) = exp(J d) exp(r) to first order."""
     theta = float(np.linalg.norm(rotvec))
-    w = _cross_matrices(rotvec[None])[0]
+    w = np.cross(np.eye(3), rotvec)  # [r]x: w @ v = r x v
     if theta < 1e-5:  # the series' first terms
         return np.eye(3) + w / 2 + w @ w / 6
     return (np.eye(3) + (1 - np.cos(theta)) / theta ** 2 * w + (theta - np.sin(theta)) / theta ** 3 * w @ w)
