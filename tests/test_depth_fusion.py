@@ -100,6 +100,20 @@ def test_the_reference_ring_keeps_the_newest_frames_and_restarts_on_a_new_size()
     assert flow.frames == []
 
 
+def test_the_rotation_flow_moves_each_pixel_where_the_turned_camera_sees_its_ray():
+    from scipy.spatial.transform import Rotation
+    flow = FlowDepth()
+    v, u = 17.0, 250.0
+    for turn in ([0.02, -0.05, 0.01], [0.3, -0.4, 0.2]):
+        reference_from_current = Rotation.from_rotvec(turn).as_matrix()
+        seen = K @ reference_from_current @ np.linalg.solve(K, [u, v, 1.0])
+        predicted = flow.rotation_flow(SIZE, K, reference_from_current)[int(v), int(u)]
+        np.testing.assert_allclose(predicted, seen[:2] / seen[2] - [u, v], atol=1e-3)
+    # Turned so far that part of the view is behind the reference camera: nothing is predicted.
+    behind = flow.rotation_flow(SIZE, K, Rotation.from_rotvec([0.0, 1.3, 0.0]).as_matrix())
+    assert behind.shape == (*SIZE, 2) and not behind.any()
+
+
 def test_points_project_into_another_view_at_their_depth(sideways):
     poses, frames = sideways
     (depth, weight), _ = measured(sideways)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-from geometry_msgs.msg import Point, PoseStamped, TransformStamped
+from geometry_msgs.msg import Point, Pose, PoseStamped, TransformStamped
 from nav_msgs.msg import Odometry, Path as PathMsg
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -66,33 +66,42 @@ class NodeOutputs:
         self.camera_info: CameraInfo | None = None  # the source camera's, set by the node
 
     def publish(self, out: FrameOutput) -> None:
-        """A frame's depth and tracks, once its window is back (its pose goes through `publish_motion`)."""
+        """A frame's depth and tracks, once its window is back (its pose goes through `publish_motion`). A message
+        no one subscribes to is not made (as image_pipeline's nodes do): the path, the clouds and the markers cost
+        more to build than the frame's tracking where nothing reads them."""
         header = _header(out)
         k_model = None
         if out.depth is not None:
-            trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence)
-            self.depth.publish(float_image(trusted, header))
-            if out.depth_confidence is not None:
+            cloud = self.depth_points is not None and _listened(self.depth_points)
+            trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence) \
+                if cloud or _listened(self.depth) else None
+            if trusted is not None and _listened(self.depth):
+                self.depth.publish(float_image(trusted, header))
+            if out.depth_confidence is not None and _listened(self.depth_confidence):
                 self.depth_confidence.publish(float_image(out.depth_confidence, header))
             if self.camera_info is not None:
                 info = scaled_camera_info(self.camera_info, out, header)
-                self.depth_info.publish(info)
+                if _listened(self.depth_info):
+                    self.depth_info.publish(info)
                 k_model = np.asarray(info.k).reshape(3, 3) if any(info.k) else None
-            self._publish_points(trusted, out.depth_confidence, k_model, header)
+            if cloud:
+                self._publish_points(trusted, out.depth_confidence, k_model, header)
         points_uv = boxes = None
         if out.points is not None:
             t = out.points
-            self.points.publish(messages.track_cloud(pack_points(t.ids, t.source_values, t.visible, t.confidence),
-                                                     header))
+            if _listened(self.points):
+                self.points.publish(messages.track_cloud(pack_points(t.ids, t.source_values, t.visible,
+                                                                     t.confidence), header))
             points_uv = t.values[t.visible.astype(bool)]
         if out.boxes is not None:
             t = out.boxes
-            self.boxes.publish(messages.track_cloud(pack_boxes(t.ids, t.source_values, t.visible, t.confidence),
-                                                    header))
+            if _listened(self.boxes):
+                self.boxes.publish(messages.track_cloud(pack_boxes(t.ids, t.source_values, t.visible, t.confidence),
+                                                        header))
             boxes = t.values[t.visible.astype(bool)]
-            if self.detections is not None:
+            if self.detections is not None and _listened(self.detections):
                 self.detections.publish(detections(header, t.ids, t.source_values, t.visible, t.confidence))
-        if out.points is not None or out.boxes is not None:
+        if (out.points is not None or out.boxes is not None) and _listened(self.markers):
             self.markers.publish(track_markers(header, out.depth, k_model, points_uv, boxes))
 
     def _publish_points(self, trusted: np.ndarray, confidence: np.ndarray | None, k: np.ndarray | None,
@@ -109,23 +118,31 @@ class NodeOutputs:
         self.depth_points.publish(messages.track_cloud(records, header))
 
     def publish_motion(self, out: FrameOutput) -> None:
-        """A frame's odometry, pose, path and transform (by default as soon as the frame arrived)."""
+        """A frame's odometry, pose, path and transform (by default as soon as the frame arrived); the path keeps
+        every pose whether or not anyone reads it yet."""
         header = _header(out)
         world_from_camera = out.world_from_camera
         odom_header = Header(stamp=header.stamp, frame_id=self.odom_frame)
         child = self.child_frame_id or header.frame_id
-        self.odom.publish(odometry(world_from_camera, odom_header, child, out.pose_covariance, out.twist,
-                                   out.twist_covariance))
         pose = PoseStamped(header=odom_header, pose=messages.pose_of(world_from_camera))
-        self.pose.publish(pose)
+        if _listened(self.odom):
+            self.odom.publish(odometry(pose.pose, odom_header, child, out.pose_covariance, out.twist,
+                                       out.twist_covariance))
+        if _listened(self.pose):
+            self.pose.publish(pose)
         insert_by_stamp(self.path_poses, pose)
         self.poses_published += 1
-        if self.poses_published % self.path_every == 0:  # the path is for display: once per hop
+        if self.poses_published % self.path_every == 0 and _listened(self.path_pub):  # for display: once per hop
             self.path.header = odom_header
             self.path.poses = list(self.path_poses)
             self.path_pub.publish(self.path)
-        if self.tf is not None:
-            self.tf.publish(TFMessage(transforms=[transform(world_from_camera, odom_header, child)]))
+        if self.tf is not None and _listened(self.tf):
+            self.tf.publish(TFMessage(transforms=[transform(pose.pose, odom_header, child)]))
+
+
+def _listened(publisher) -> bool:
+    """Whether anything subscribes to `publisher` (the middleware's count of matched subscriptions, a lookup)."""
+    return publisher.get_subscription_count() > 0
 
 
 def insert_by_stamp(poses: deque, pose: PoseStamped) -> None:
@@ -174,12 +191,12 @@ def scaled_camera_info(source: CameraInfo, out: FrameOutput, header: Header) -> 
                       d=list(source.d), k=k.ravel().tolist(), r=list(source.r), p=p.ravel().tolist())
 
 
-def odometry(matrix: np.ndarray, header: Header, child_frame_id: str, covariance: np.ndarray | None = None,
+def odometry(pose: Pose, header: Header, child_frame_id: str, covariance: np.ndarray | None = None,
              velocity: np.ndarray | None = None, velocity_covariance: np.ndarray | None = None) -> Odometry:
     """Pose (odometry frame) and twist (child frame: the velocity since the last frame, `streaming/twist.py`), each
     with its 6x6 covariance (x, y, z, rot x, rot y, rot z; -1 in [0] where unknown: the first frame's twist)."""
     msg = Odometry(header=header, child_frame_id=child_frame_id)
-    msg.pose.pose = messages.pose_of(matrix)
+    msg.pose.pose = pose
     if covariance is not None:
         msg.pose.covariance = [float(v) for v in np.asarray(covariance, np.float64).ravel()]
     else:
@@ -194,9 +211,8 @@ def odometry(matrix: np.ndarray, header: Header, child_frame_id: str, covariance
     return msg
 
 
-def transform(matrix: np.ndarray, header: Header, child_frame_id: str) -> TransformStamped:
+def transform(pose: Pose, header: Header, child_frame_id: str) -> TransformStamped:
     msg = TransformStamped(header=header, child_frame_id=child_frame_id)
-    pose = messages.pose_of(matrix)
     msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (
         pose.position.x, pose.position.y, pose.position.z)
     msg.transform.rotation = pose.orientation
