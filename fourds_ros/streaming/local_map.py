@@ -10,6 +10,7 @@ are dropped (`prune`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,12 +114,16 @@ class LocalMap:
         prior nor a second view has placed yet (known only to lie on its ray from its origin)."""
         out, origin = np.full((len(ids), 3), np.nan), np.full((len(ids), 3), np.nan)
         usable, views = np.zeros(len(ids), bool), np.zeros(len(ids), int)
-        for i, pid in enumerate(ids):
-            point = self.points.get(int(pid))
-            if point is not None and not point.bad:
-                placed = np.isfinite(point.prior_range) or len(point.observations) > 1
-                out[i], origin[i], usable[i] = point.position, point.origin, True
-                views[i] = len(point.observations) if placed else 0
+        # Once a frame for every track: the points gathered in one pass, the arrays filled at once.
+        found = [(i, point) for i, pid in enumerate(ids.tolist())
+                 if (point := self.points.get(pid)) is not None and not point.bad]
+        if found:
+            index = np.array([i for i, _ in found])
+            out[index] = [point.position for _, point in found]
+            origin[index] = [point.origin for _, point in found]
+            usable[index] = True
+            views[index] = [len(point.observations) if math.isfinite(point.prior_range) or len(point.observations) > 1
+                            else 0 for _, point in found]
         return out, usable, origin, views
 
     def recent(self) -> list[Keyframe]:
