@@ -109,9 +109,13 @@ def test_the_rotation_flow_moves_each_pixel_where_the_turned_camera_sees_its_ray
         seen = K @ reference_from_current @ np.linalg.solve(K, [u, v, 1.0])
         predicted = flow.rotation_flow(SIZE, K, reference_from_current)[int(v), int(u)]
         np.testing.assert_allclose(predicted, seen[:2] / seen[2] - [u, v], atol=1e-3)
-    # Turned so far that part of the view is behind the reference camera: nothing is predicted.
-    behind = flow.rotation_flow(SIZE, K, Rotation.from_rotvec([0.0, 1.3, 0.0]).as_matrix())
-    assert behind.shape == (*SIZE, 2) and not behind.any()
+    # Turned so far that the right of the view is behind the reference camera: nothing is predicted there, the
+    # rest as before.
+    turned = Rotation.from_rotvec([0.0, 1.3, 0.0]).as_matrix()
+    partly = flow.rotation_flow(SIZE, K, turned)
+    assert not partly[:, 300].any()
+    seen = K @ turned @ np.linalg.solve(K, [20.0, v, 1.0])
+    np.testing.assert_allclose(partly[int(v), 20], seen[:2] / seen[2] - [20.0, v], atol=1e-3)
 
 
 def test_points_project_into_another_view_at_their_depth(sideways):

@@ -161,19 +161,19 @@ class FlowDepth:
 
     def rotation_flow(self, shape: tuple[int, int], k: np.ndarray, reference_from_current: np.ndarray) -> np.ndarray:
         """Flow `(h, w, 2)` of an image of `shape` to a reference camera turned by the rotation
-        `reference_from_current` (the infinite homography K R K^-1); none where the turn takes part of the view
-        behind the reference camera (over 60 degrees at once: there is nothing to predict)."""
+        `reference_from_current` (the infinite homography K R K^-1); none at pixels the turn takes behind the
+        reference camera."""
         h, w = shape
         if self._pixels is None or self._pixels[0] != (h, w):
             v, u = np.mgrid[0:h, 0:w].astype(np.float64)
             self._pixels = ((h, w), np.stack([u, v], -1))
         pixels = self._pixels[1]
         homography = k @ reference_from_current @ np.linalg.inv(k)
+        flow = (cv2.perspectiveTransform(pixels.reshape(-1, 1, 2), homography).reshape(h, w, 2) - pixels)
         # The homogeneous coordinate is linear in the pixel: positive at the four corners, positive everywhere.
         if (homography[2] @ np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]]) <= 0).any():
-            return np.zeros((h, w, 2), np.float32)
-        moved = cv2.perspectiveTransform(pixels.reshape(-1, 1, 2), homography).reshape(h, w, 2)
-        return (moved - pixels).astype(np.float32)
+            flow[pixels @ homography[2, :2] + homography[2, 2] <= 0] = 0.0
+        return flow.astype(np.float32)
 
 
 def _reprojection_error(points: np.ndarray, k: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
