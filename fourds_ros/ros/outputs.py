@@ -67,8 +67,8 @@ class NodeOutputs:
 
     def publish(self, out: FrameOutput) -> None:
         """A frame's depth and tracks, once its window is back (its pose goes through `publish_motion`). A message
-        no one subscribes to is not made (as image_pipeline's nodes do): the path, the clouds and the markers cost
-        more to build than the frame's tracking where nothing reads them."""
+        no one subscribes to is not made (as image_pipeline's nodes do): building the clouds, markers and images
+        takes the interpreter from the frame's tracking, for nothing where nothing reads them."""
         header = _header(out)
         k_model = None
         if out.depth is not None:
