@@ -72,10 +72,9 @@ class NodeOutputs:
         header = _header(out)
         k_model = None
         if out.depth is not None:
-            cloud = self.depth_points is not None and _listened(self.depth_points)
-            trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence) \
-                if cloud or _listened(self.depth) else None
-            if trusted is not None and _listened(self.depth):
+            image, cloud = _listened(self.depth), self.depth_points is not None and _listened(self.depth_points)
+            trusted = trusted_depth(out.depth, out.depth_confidence, self.min_confidence) if image or cloud else None
+            if image:
                 self.depth.publish(float_image(trusted, header))
             if out.depth_confidence is not None and _listened(self.depth_confidence):
                 self.depth_confidence.publish(float_image(out.depth_confidence, header))

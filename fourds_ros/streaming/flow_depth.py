@@ -169,7 +169,8 @@ class FlowDepth:
             self._pixels = ((h, w), np.stack([u, v], -1))
         pixels = self._pixels[1]
         homography = k @ reference_from_current @ np.linalg.inv(k)
-        flow = cv2.perspectiveTransform(pixels.reshape(-1, 1, 2), homography).reshape(h, w, 2) - pixels
+        flow = cv2.perspectiveTransform(pixels.reshape(-1, 1, 2), homography).reshape(h, w, 2)
+        flow -= pixels  # in place: the only full-frame array this makes besides the float32 it returns
         # The homogeneous coordinate is linear in the pixel: positive at the four corners, positive everywhere.
         if (homography[2] @ np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]]) <= 0).any():
             flow[pixels @ homography[2, :2] + homography[2, 2] <= 0] = 0.0

@@ -159,7 +159,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _left_jacobian(rotvec: np.ndarray) -> np.ndarray:
     """SO(3)'s left Jacobian: exp(r + d) = exp(J d) exp(r) to first order."""
     theta = float(np.linalg.norm(rotvec))
-    w = np.cross(np.eye(3), rotvec)  # [r]x: w @ v = r x v
+    w = _cross(np.eye(3), rotvec)  # [r]x: w @ v = r x v
     if theta < 1e-5:  # the series' first terms
         return np.eye(3) + w / 2 + w @ w / 6
     return (np.eye(3) + (1 - np.cos(theta)) / theta ** 2 * w + (theta - np.sin(theta)) / theta ** 3 * w @ w)
